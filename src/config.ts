@@ -1,0 +1,71 @@
+import { z } from 'zod';
+
+const int = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
+
+const schema = z.object({
+  DATABASE_URL: z.string().url().optional(),
+  REDIS_URL: z.string().url().optional(),
+  PORT: int(3000, 0, 65535),
+  HOST: z.string().default('0.0.0.0'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  QUEUE_NAME: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).default('status-events'),
+  WORKER_CONCURRENCY: int(64, 1, 10_000),
+  BATCH_MAX_EVENTS: int(2000, 1, 100_000),
+  BATCH_FLUSH_MS: int(5, 0, 10_000),
+  DB_POOL_SIZE: int(10, 1, 1000),
+  JOB_ATTEMPTS: int(25, 1, 1000),
+  JOB_BACKOFF_MS: int(500, 1, 3_600_000),
+  DATA_DIR: z.string().default('.data'),
+});
+
+/** promosync's configuration, read from the environment once (see the README's table). */
+export interface Config {
+  /** PostgreSQL URL; unset means the embedded database under `dataDir`. */
+  databaseUrl: string | undefined;
+  /** Redis URL; unset means redis://127.0.0.1:6379, or a private redis-server for `start`. */
+  redisUrl: string | undefined;
+  port: number;
+  host: string;
+  logLevel: string;
+  queueName: string;
+  /** Jobs one worker process handles at once: the pool the batcher folds into one apply. */
+  workerConcurrency: number;
+  /** Flush a batch once it holds this many events. */
+  batchMaxEvents: number;
+  /** …or this many milliseconds after its first event arrived. */
+  batchFlushMs: number;
+  dbPoolSize: number;
+  /** Attempts and first backoff delay of jobs the API enqueues. */
+  jobAttempts: number;
+  jobBackoffMs: number;
+  dataDir: string;
+}
+
+/**
+ * Parses the environment. The only place that reads `process.env`.
+ * @throws Error naming each bad variable.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = schema.safeParse(present);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new Error(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  return Object.freeze({
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    port: e.PORT,
+    host: e.HOST,
+    logLevel: e.LOG_LEVEL,
+    queueName: e.QUEUE_NAME,
+    workerConcurrency: e.WORKER_CONCURRENCY,
+    batchMaxEvents: e.BATCH_MAX_EVENTS,
+    batchFlushMs: e.BATCH_FLUSH_MS,
+    dbPoolSize: e.DB_POOL_SIZE,
+    jobAttempts: e.JOB_ATTEMPTS,
+    jobBackoffMs: e.JOB_BACKOFF_MS,
+    dataDir: e.DATA_DIR,
+  });
+}

@@ -1,0 +1,107 @@
+import { z } from 'zod';
+import { PromosyncError, type FieldProblem } from './errors.ts';
+
+/** The most events one request or job may carry. */
+export const MAX_EVENTS_PER_REQUEST = 1000;
+/** The largest `data` object, serialized, in bytes. */
+export const MAX_DATA_BYTES = 16 * 1024;
+
+const idPattern = /^[A-Za-z0-9._:-]{1,128}$/;
+const fieldName = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+
+const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+
+/** `data`: a flat object of scalars, at most 16 KiB serialized. */
+export const dataSchema = z
+  .record(
+    z
+      .string()
+      .regex(fieldName, 'field names are 1-64 characters of [A-Za-z0-9_], not starting with a digit')
+      .refine((k) => k !== '__proto__', 'field name __proto__ is not allowed'),
+    scalar,
+    { error: 'data must be a flat object whose values are strings, numbers, booleans or null' },
+  )
+  .refine((d) => Buffer.byteLength(JSON.stringify(d)) <= MAX_DATA_BYTES, {
+    message: `data must be at most ${MAX_DATA_BYTES} bytes serialized`,
+  });
+
+/** One event as producers send it (SPEC §4), before the machine-specific checks. */
+export const eventSchema = z.strictObject({
+  machine: z.string().min(1).max(64),
+  entityId: z.string().regex(idPattern, 'entityId must be 1-128 characters of [A-Za-z0-9._:-]'),
+  type: z.string().min(1).max(64),
+  eventId: z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[\x21-\x7e]+$/, 'eventId must be printable ASCII without spaces')
+    .optional(),
+  version: z
+    .number({ error: 'version must be a number' })
+    .int('version must be an integer')
+    .min(0, 'version must be non-negative')
+    .max(Number.MAX_SAFE_INTEGER, 'version must be a safe integer (at most 2^53 - 1)')
+    .optional(),
+  merchantId: z.string().regex(idPattern, 'merchantId must be 1-128 characters of [A-Za-z0-9._:-]').optional(),
+  occurredAt: z.iso.datetime({ offset: true, error: 'occurredAt must be an ISO 8601 date-time' }).optional(),
+  data: dataSchema.optional(),
+});
+
+export type EventInput = z.infer<typeof eventSchema>;
+
+/** A request or job body: one event, or `{ events: [...] }`. */
+export const batchSchema = z.strictObject({
+  events: z
+    .array(z.unknown())
+    .min(1, 'events must not be empty')
+    .max(MAX_EVENTS_PER_REQUEST, `at most ${MAX_EVENTS_PER_REQUEST} events per request`),
+});
+
+const source = z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'source must be 1-64 characters of [A-Za-z0-9._:-]');
+export const sourceSchema = source;
+
+function problemsOf(error: z.ZodError, index?: number): FieldProblem[] {
+  return error.issues.map((issue) => ({
+    ...(index === undefined ? {} : { index }),
+    path: issue.path.map(String).join('.') || '(body)',
+    message: issue.message,
+  }));
+}
+
+/**
+ * Splits a body into raw events: `{ events: [...] }` or one event object.
+ * @throws PromosyncError `invalid_event` when the body is neither.
+ */
+export function splitBody(body: unknown): unknown[] {
+  if (typeof body === 'object' && body !== null && !Array.isArray(body) && 'events' in body) {
+    const parsed = batchSchema.safeParse(body);
+    if (!parsed.success) {
+      throw new PromosyncError('invalid_event', 'the events array is invalid', { problems: problemsOf(parsed.error) });
+    }
+    return parsed.data.events;
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new PromosyncError('invalid_event', 'the body must be one event object or { "events": [...] }', {
+      problems: [{ path: '(body)', message: 'expected an object' }],
+    });
+  }
+  return [body];
+}
+
+/**
+ * Validates raw events against the contract; all or nothing.
+ * @throws PromosyncError `invalid_event` listing every problem of every event.
+ */
+export function parseEvents(raw: unknown[], indexed: boolean): EventInput[] {
+  const out: EventInput[] = [];
+  const problems: FieldProblem[] = [];
+  raw.forEach((item, i) => {
+    const parsed = eventSchema.safeParse(item);
+    if (parsed.success) out.push(parsed.data);
+    else problems.push(...problemsOf(parsed.error, indexed ? i : undefined));
+  });
+  if (problems.length > 0) {
+    throw new PromosyncError('invalid_event', `${problems.length} problem(s) in the events`, { problems });
+  }
+  return out;
+}

@@ -1,0 +1,137 @@
+import type { AnyStateMachine } from 'xstate';
+import { analyzeMachine, type EventRank, type MachineAnalysis } from './ranking.ts';
+import { orderingKey } from './ordering.ts';
+import { PromosyncError, type FieldProblem } from './errors.ts';
+import type { EventInput } from './event-schema.ts';
+
+/** A scalar attribute value. */
+export type FieldValue = string | number | boolean;
+
+/** An event that passed validation and knows its machine: what the apply step consumes. */
+export interface PreparedEvent {
+  machine: string;
+  entityId: string;
+  type: string;
+  /** K(e), see {@link orderingKey}. */
+  key: bigint;
+  target: string;
+  version: number | null;
+  eventId: string | null;
+  source: string;
+  merchantId: string | null;
+  /** Non-null fields only; null fields mean "no change" and are dropped here. */
+  data: Record<string, FieldValue> | null;
+  occurredAt: string | null;
+}
+
+/** One machine, analysed and indexed for the hot path. */
+export interface MachineInfo {
+  analysis: MachineAnalysis;
+  machine: AnyStateMachine;
+  events: ReadonlyMap<string, EventRank>;
+  /** from-state → states reachable in one or more steps. */
+  reach: ReadonlyMap<string, ReadonlySet<string>>;
+}
+
+/** The machines promosync serves, analysed once at start. */
+export class MachineRegistry {
+  private readonly byName: Map<string, MachineInfo>;
+
+  private constructor(infos: MachineInfo[]) {
+    this.byName = new Map(infos.map((i) => [i.analysis.name, i]));
+  }
+
+  /**
+   * Analyses every machine.
+   * @throws PromosyncError `machine_invalid` naming each machine with errors (unless `allowInvalid`).
+   */
+  static from(machines: Readonly<Record<string, AnyStateMachine>>, allowInvalid = false): MachineRegistry {
+    const infos = Object.entries(machines).map(([name, machine]) => {
+      const analysis = analyzeMachine(name, machine);
+      return {
+        analysis,
+        machine,
+        events: new Map(analysis.events.map((e) => [e.type, e])),
+        reach: new Map(Object.entries(analysis.reachable).map(([s, r]) => [s, new Set(r)])),
+      };
+    });
+    const bad = infos.filter((i) => !i.analysis.ok);
+    if (bad.length > 0 && !allowInvalid) {
+      const lines = bad.flatMap((i) =>
+        i.analysis.diagnostics.filter((d) => d.level === 'error').map((d) => `${i.analysis.name}: ${d.message}`),
+      );
+      throw new PromosyncError('machine_invalid', `invalid machine definition(s):\n${lines.join('\n')}`);
+    }
+    return new MachineRegistry(infos);
+  }
+
+  get(name: string): MachineInfo | undefined {
+    return this.byName.get(name);
+  }
+
+  list(): MachineInfo[] {
+    return [...this.byName.values()];
+  }
+
+  byCollection(collection: string): MachineInfo | undefined {
+    return this.list().find((i) => i.analysis.collection === collection);
+  }
+
+  /** Whether `to` is reachable from `from` in the machine: applied moves that are not are anomalies. */
+  isReachable(machine: string, from: string, to: string): boolean {
+    return this.byName.get(machine)?.reach.get(from)?.has(to) ?? false;
+  }
+
+  /**
+   * Resolves validated events against their machines.
+   * @throws PromosyncError `invalid_event` listing each event whose machine, type or version is wrong.
+   */
+  prepare(inputs: EventInput[], source: string, indexed: boolean): PreparedEvent[] {
+    const problems: FieldProblem[] = [];
+    const out: PreparedEvent[] = [];
+    inputs.forEach((e, i) => {
+      const at = indexed ? { index: i } : {};
+      const info = this.byName.get(e.machine);
+      if (!info) {
+        problems.push({ ...at, path: 'machine', message: `unknown machine "${e.machine}"; known: ${[...this.byName.keys()].join(', ')}` });
+        return;
+      }
+      const rank = info.events.get(e.type);
+      if (!rank) {
+        problems.push({
+          ...at,
+          path: 'type',
+          message: `"${e.type}" is not an event of machine "${e.machine}"; expected one of ${[...info.events.keys()].join(', ')}`,
+        });
+        return;
+      }
+      if (info.analysis.ordering === 'version' && e.version === undefined) {
+        problems.push({ ...at, path: 'version', message: `machine "${e.machine}" is ordered by version: version is required` });
+        return;
+      }
+      let data: Record<string, FieldValue> | null = null;
+      if (e.data) {
+        for (const [k, v] of Object.entries(e.data)) {
+          if (v !== null) (data ??= Object.create(null) as Record<string, FieldValue>)[k] = v;
+        }
+      }
+      out.push({
+        machine: e.machine,
+        entityId: e.entityId,
+        type: e.type,
+        key: orderingKey(info.analysis.ordering, rank.rank, e.version),
+        target: rank.target,
+        version: e.version ?? null,
+        eventId: e.eventId ?? null,
+        source,
+        merchantId: e.merchantId ?? null,
+        data,
+        occurredAt: e.occurredAt ?? null,
+      });
+    });
+    if (problems.length > 0) {
+      throw new PromosyncError('invalid_event', `${problems.length} problem(s) in the events`, { problems });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,87 @@
+import type { Pool } from 'pg';
+import type { Logger } from 'pino';
+import type { MachineRegistry, PreparedEvent } from '../domain/registry.ts';
+import type { Outcome } from '../domain/merge.ts';
+import { APPLY_SQL } from './apply-sql.ts';
+import { isRetryable } from './pg-errors.ts';
+
+/** The outcome of one event and its entity's status after the batch. */
+export interface AppliedEvent {
+  outcome: Outcome;
+  anomaly: boolean;
+  status: string | null;
+}
+
+/** An event on its way to the store, with the job that carried it. */
+export interface BatchEvent {
+  event: PreparedEvent;
+  jobId: string | null;
+}
+
+/** What the apply statement needs to know about each machine, as its $13 parameter. */
+export function machinesParam(registry: MachineRegistry): string {
+  const out: Record<string, unknown> = {};
+  for (const info of registry.list()) {
+    const a = info.analysis;
+    out[a.name] = {
+      ordering: a.ordering,
+      targets: Object.fromEntries(a.events.map((e) => [String(e.rank), e.target])),
+      reach: a.reachable,
+    };
+  }
+  return JSON.stringify(out);
+}
+
+const MAX_ATTEMPTS = 8;
+
+/**
+ * Applies a batch of events in one atomic statement (see {@link APPLY_SQL}), retrying on
+ * deadlocks, serialization failures and concurrent creation. Results are in input order.
+ */
+export class Applier {
+  private readonly param: string;
+
+  constructor(
+    private readonly pool: Pool,
+    registry: MachineRegistry,
+    private readonly logger: Logger,
+  ) {
+    this.param = machinesParam(registry);
+  }
+
+  async apply(batch: BatchEvent[]): Promise<AppliedEvent[]> {
+    if (batch.length === 0) return [];
+    const n = batch.length;
+    const cols = Array.from({ length: 12 }, () => new Array<unknown>(n));
+    batch.forEach(({ event: e, jobId }, i) => {
+      cols[0]![i] = e.machine;
+      cols[1]![i] = e.entityId;
+      cols[2]![i] = e.type;
+      cols[3]![i] = e.key.toString();
+      cols[4]![i] = e.version;
+      cols[5]![i] = e.eventId;
+      cols[6]![i] = e.source;
+      cols[7]![i] = e.merchantId;
+      cols[8]![i] = e.data === null ? null : JSON.stringify(e.data);
+      cols[9]![i] = e.target;
+      cols[10]![i] = e.occurredAt;
+      cols[11]![i] = jobId;
+    });
+    const values = [...cols, this.param];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await this.pool.query<{ idx: number; outcome: Outcome; anomaly: boolean; status: string | null }>({
+          name: 'promosync_apply',
+          text: APPLY_SQL,
+          values,
+        });
+        return res.rows.map((r) => ({ outcome: r.outcome, anomaly: r.anomaly, status: r.status }));
+      } catch (err) {
+        if (!isRetryable(err) || attempt >= MAX_ATTEMPTS) throw err;
+        const delay = Math.min(200, 2 ** attempt) * (0.5 + Math.random());
+        this.logger.debug({ err, attempt, delay }, 'apply conflicted, retrying');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+}
