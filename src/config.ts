@@ -8,7 +8,10 @@ const schema = z.object({
   PORT: int(3000, 0, 65535),
   HOST: z.string().default('0.0.0.0'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  QUEUE_NAME: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).default('status-events'),
+  QUEUE_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/)
+    .default('status-events'),
   WORKER_CONCURRENCY: int(64, 1, 10_000),
   BATCH_MAX_EVENTS: int(2000, 1, 100_000),
   BATCH_FLUSH_MS: int(5, 0, 10_000),

@@ -4,6 +4,7 @@ export type ErrorCode =
   | 'invalid_request'
   | 'invalid_json'
   | 'payload_too_large'
+  | 'too_many_events'
   | 'unknown_machine'
   | 'unauthorized'
   | 'forbidden'
@@ -27,7 +28,11 @@ export class PromosyncError extends Error {
   readonly code: ErrorCode;
   readonly problems: FieldProblem[];
 
-  constructor(code: ErrorCode, message: string, options: { problems?: FieldProblem[]; cause?: unknown } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { problems?: FieldProblem[]; cause?: unknown } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'PromosyncError';
     this.code = code;

@@ -42,7 +42,10 @@ export const eventSchema = z.strictObject({
     .min(0, 'version must be non-negative')
     .max(Number.MAX_SAFE_INTEGER, 'version must be a safe integer (at most 2^53 - 1)')
     .optional(),
-  merchantId: z.string().regex(idPattern, 'merchantId must be 1-128 characters of [A-Za-z0-9._:-]').optional(),
+  merchantId: z
+    .string()
+    .regex(idPattern, 'merchantId must be 1-128 characters of [A-Za-z0-9._:-]')
+    .optional(),
   occurredAt: z.iso.datetime({ offset: true, error: 'occurredAt must be an ISO 8601 date-time' }).optional(),
   data: dataSchema.optional(),
 });
@@ -57,7 +60,9 @@ export const batchSchema = z.strictObject({
     .max(MAX_EVENTS_PER_REQUEST, `at most ${MAX_EVENTS_PER_REQUEST} events per request`),
 });
 
-const source = z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'source must be 1-64 characters of [A-Za-z0-9._:-]');
+const source = z
+  .string()
+  .regex(/^[A-Za-z0-9._:-]{1,64}$/, 'source must be 1-64 characters of [A-Za-z0-9._:-]');
 export const sourceSchema = source;
 
 function problemsOf(error: z.ZodError, index?: number): FieldProblem[] {
@@ -75,8 +80,25 @@ function problemsOf(error: z.ZodError, index?: number): FieldProblem[] {
 export function splitBody(body: unknown): unknown[] {
   if (typeof body === 'object' && body !== null && !Array.isArray(body) && 'events' in body) {
     const parsed = batchSchema.safeParse(body);
+    const events = (body as { events?: unknown }).events;
+    if (Array.isArray(events) && events.length > MAX_EVENTS_PER_REQUEST) {
+      throw new PromosyncError(
+        'too_many_events',
+        `at most ${MAX_EVENTS_PER_REQUEST} events per request, got ${events.length}`,
+        {
+          problems: [
+            {
+              path: 'events',
+              message: `split the batch into requests of at most ${MAX_EVENTS_PER_REQUEST} events`,
+            },
+          ],
+        },
+      );
+    }
     if (!parsed.success) {
-      throw new PromosyncError('invalid_event', 'the events array is invalid', { problems: problemsOf(parsed.error) });
+      throw new PromosyncError('invalid_event', 'the events array is invalid', {
+        problems: problemsOf(parsed.error),
+      });
     }
     return parsed.data.events;
   }

@@ -44,7 +44,12 @@ export function mergeEvent(
     if (seen.has(idKey)) return { state: state!, outcome: 'duplicate', anomaly: false };
     seen.add(idKey);
   }
-  if (state && state.merchantId !== null && event.merchantId !== null && state.merchantId !== event.merchantId) {
+  if (
+    state &&
+    state.merchantId !== null &&
+    event.merchantId !== null &&
+    state.merchantId !== event.merchantId
+  ) {
     return { state, outcome: 'rejected', anomaly: false };
   }
 

@@ -27,7 +27,11 @@ function readMeta(machine: AnyStateMachine, diagnostics: Diagnostic[]): MachineM
   const overrides: Record<string, number> = {};
   const rawRanks = meta.ranks ?? {};
   if (typeof rawRanks !== 'object' || rawRanks === null || Array.isArray(rawRanks)) {
-    diagnostics.push({ level: 'error', code: 'bad_meta', message: 'meta.ranks must map event types to numbers' });
+    diagnostics.push({
+      level: 'error',
+      code: 'bad_meta',
+      message: 'meta.ranks must map event types to numbers',
+    });
   } else {
     for (const [event, value] of Object.entries(rawRanks)) {
       if (typeof value !== 'number' || !Number.isFinite(value)) {
@@ -110,7 +114,7 @@ function describeCycle(event: string, members: Set<string>, transitions: Transit
     }
     if (start.from !== start.to && !prev.has(start.from!)) continue;
     const path: Transition[] = [start];
-    for (let s = start.from!; s !== start.to; ) {
+    for (let s = start.from!; s !== start.to;) {
       const t = prev.get(s)!;
       path.splice(1, 0, t);
       s = t.from!;

@@ -58,7 +58,9 @@ export class MachineRegistry {
     const bad = infos.filter((i) => !i.analysis.ok);
     if (bad.length > 0 && !allowInvalid) {
       const lines = bad.flatMap((i) =>
-        i.analysis.diagnostics.filter((d) => d.level === 'error').map((d) => `${i.analysis.name}: ${d.message}`),
+        i.analysis.diagnostics
+          .filter((d) => d.level === 'error')
+          .map((d) => `${i.analysis.name}: ${d.message}`),
       );
       throw new PromosyncError('machine_invalid', `invalid machine definition(s):\n${lines.join('\n')}`);
     }
@@ -93,7 +95,11 @@ export class MachineRegistry {
       const at = indexed ? { index: i } : {};
       const info = this.byName.get(e.machine);
       if (!info) {
-        problems.push({ ...at, path: 'machine', message: `unknown machine "${e.machine}"; known: ${[...this.byName.keys()].join(', ')}` });
+        problems.push({
+          ...at,
+          path: 'machine',
+          message: `unknown machine "${e.machine}"; known: ${[...this.byName.keys()].join(', ')}`,
+        });
         return;
       }
       const rank = info.events.get(e.type);
@@ -106,7 +112,11 @@ export class MachineRegistry {
         return;
       }
       if (info.analysis.ordering === 'version' && e.version === undefined) {
-        problems.push({ ...at, path: 'version', message: `machine "${e.machine}" is ordered by version: version is required` });
+        problems.push({
+          ...at,
+          path: 'version',
+          message: `machine "${e.machine}" is ordered by version: version is required`,
+        });
         return;
       }
       let data: Record<string, FieldValue> | null = null;

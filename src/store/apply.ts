@@ -70,7 +70,12 @@ export class Applier {
     const values = [...cols, this.param];
     for (let attempt = 1; ; attempt++) {
       try {
-        const res = await this.pool.query<{ idx: number; outcome: Outcome; anomaly: boolean; status: string | null }>({
+        const res = await this.pool.query<{
+          idx: number;
+          outcome: Outcome;
+          anomaly: boolean;
+          status: string | null;
+        }>({
           name: 'promosync_apply',
           text: APPLY_SQL,
           values,

@@ -16,7 +16,11 @@ export interface Database {
  * Idle errors (the server went away) are logged by the caller through `onError`; the pool
  * reconnects on the next query.
  */
-export function openDatabase(url: string, poolSize: number, onError: (err: Error) => void = () => {}): Database {
+export function openDatabase(
+  url: string,
+  poolSize: number,
+  onError: (err: Error) => void = () => {},
+): Database {
   const pool = new pg.Pool({
     connectionString: url,
     max: poolSize,

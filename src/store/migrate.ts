@@ -47,7 +47,9 @@ export async function migrate(url: string, dir = MIGRATIONS_DIR): Promise<Migrat
           'fix the database, then mark it with `prisma migrate resolve`',
       );
     }
-    const done = new Map(rows.filter((r) => r.finished_at !== null).map((r) => [r.migration_name, r.checksum]));
+    const done = new Map(
+      rows.filter((r) => r.finished_at !== null).map((r) => [r.migration_name, r.checksum]),
+    );
     const names = (await readdir(dir, { withFileTypes: true }))
       .filter((d) => d.isDirectory())
       .map((d) => d.name)

@@ -3,10 +3,20 @@ const RETRYABLE = new Set(['40001', '40P01', '23505']);
 
 /** SQLSTATEs and socket errors meaning the database is away for now, not that the input is bad. */
 const TRANSIENT_CLASSES = ['08', '53', '57P', '58'];
-const TRANSIENT_NODE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'EAI_AGAIN']);
+const TRANSIENT_NODE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'EAI_AGAIN',
+]);
 
 function codeOf(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string'
+    ? err.code
+    : undefined;
 }
 
 /** A conflict with a concurrent statement: run it again. */
@@ -18,7 +28,8 @@ export function isRetryable(err: unknown): boolean {
 /** The database is unreachable or overloaded: retry later, the input is fine. */
 export function isTransient(err: unknown): boolean {
   const code = codeOf(err);
-  if (code !== undefined && (TRANSIENT_NODE.has(code) || TRANSIENT_CLASSES.some((c) => code.startsWith(c)))) return true;
+  if (code !== undefined && (TRANSIENT_NODE.has(code) || TRANSIENT_CLASSES.some((c) => code.startsWith(c))))
+    return true;
   const message = err instanceof Error ? err.message : '';
   return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
     message,

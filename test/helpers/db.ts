@@ -13,7 +13,9 @@ function withDatabase(url: string, name: string): string {
 }
 
 /** A fresh, migrated database; `drop()` removes it. */
-export async function freshDatabase(migrated = true): Promise<{ url: string; name: string; drop(): Promise<void> }> {
+export async function freshDatabase(
+  migrated = true,
+): Promise<{ url: string; name: string; drop(): Promise<void> }> {
   const name = `promosync_t_${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: ADMIN_URL });
   await admin.connect();

@@ -1,0 +1,77 @@
+import express, { type Express } from 'express';
+import type { Logger } from 'pino';
+import { PromosyncError } from '../domain/errors.ts';
+import type { MachineRegistry } from '../domain/registry.ts';
+import type { EventQueue } from '../queue/queue.ts';
+import type { PrismaClient } from '../store/db.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { KeyVerifier } from './auth.ts';
+import { problemHandler } from './problem.ts';
+import { eventsRouter } from './routes/events.ts';
+import { entitiesRouter } from './routes/entities.ts';
+import { machinesRouter } from './routes/machines.ts';
+import { healthRouter, type Probe } from './routes/health.ts';
+
+export interface AppDeps {
+  registry: MachineRegistry;
+  queue: EventQueue;
+  prisma: PrismaClient;
+  verify: KeyVerifier;
+  logger: Logger;
+  metrics?: Metrics;
+  probes: Record<string, Probe>;
+  /** Largest request body. @defaultValue '17mb' (1000 events of 16 KiB data) */
+  bodyLimit?: string;
+}
+
+/** The Express application: routers only parse, call one function and map the result. */
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+  app.use((_req, res, next) => {
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('X-Frame-Options', 'DENY');
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+  if (deps.metrics) {
+    const counter = deps.metrics.httpRequests;
+    app.use((req, res, next) => {
+      res.on('finish', () => {
+        const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
+        counter.inc({ method: req.method, route, status: String(res.statusCode) });
+      });
+      next();
+    });
+  }
+  app.use(
+    express.json({
+      limit: deps.bodyLimit ?? '17mb',
+      type: ['application/json', 'application/*+json'],
+      strict: false,
+    }),
+  );
+  app.use(
+    healthRouter({
+      probes: deps.probes,
+      ...(deps.metrics ? { metrics: deps.metrics } : {}),
+      beforeScrape: async () => {
+        if (!deps.metrics) return;
+        const counts = await deps.queue.counts();
+        for (const [state, n] of Object.entries(counts)) {
+          deps.metrics.queueDepth.set({ queue: deps.queue.queue.name, state }, n);
+        }
+      },
+    }),
+  );
+  app.use(eventsRouter(deps));
+  app.use(machinesRouter(deps));
+  app.use(entitiesRouter(deps));
+  app.use(() => {
+    throw new PromosyncError('not_found', 'no such endpoint');
+  });
+  app.use(problemHandler(deps.logger));
+  return app;
+}

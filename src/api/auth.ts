@@ -1,0 +1,44 @@
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { PromosyncError } from '../domain/errors.ts';
+import type { Principal, Role } from '../store/keys.ts';
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    principal?: Principal;
+  }
+}
+
+/** Looks a presented key up; null when it is unknown or revoked. */
+export type KeyVerifier = (key: string) => Promise<Principal | null>;
+
+/** Requires `Authorization: Bearer <key>` of one of `roles`. */
+export function authenticate(verify: KeyVerifier, roles: Role[]): RequestHandler {
+  return async (req: Request, _res: Response, next: NextFunction) => {
+    const header = req.headers.authorization;
+    const m = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!m) {
+      throw new PromosyncError('unauthorized', 'send an API key as "Authorization: Bearer <key>"');
+    }
+    const principal = await verify(m[1]!);
+    if (!principal) throw new PromosyncError('unauthorized', 'the API key is unknown or revoked');
+    if (!roles.includes(principal.role)) {
+      throw new PromosyncError(
+        'forbidden',
+        `this endpoint needs a key with role ${roles.join(' or ')}, not ${principal.role}`,
+      );
+    }
+    req.principal = principal;
+    next();
+  };
+}
+
+/** The principal set by {@link authenticate}. */
+export function principalOf(req: Request): Principal {
+  if (!req.principal) throw new PromosyncError('unauthorized', 'not authenticated');
+  return req.principal;
+}
+
+/** Whether a principal may see or push a machine's entities. */
+export function mayUseMachine(p: Principal, machine: string): boolean {
+  return p.role !== 'producer' || p.machines === null || p.machines.includes(machine);
+}

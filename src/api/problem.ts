@@ -1,0 +1,91 @@
+import type { ErrorRequestHandler, Response } from 'express';
+import type { Logger } from 'pino';
+import { PromosyncError, type ErrorCode } from '../domain/errors.ts';
+
+/** The one place error codes become HTTP statuses. */
+const STATUS: Record<ErrorCode, number> = {
+  invalid_event: 400,
+  invalid_request: 400,
+  invalid_json: 400,
+  payload_too_large: 413,
+  too_many_events: 413,
+  unknown_machine: 404,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  rate_limited: 429,
+  unavailable: 503,
+  machine_invalid: 500,
+  internal: 500,
+};
+
+const TITLE: Record<ErrorCode, string> = {
+  invalid_event: 'Invalid event',
+  invalid_request: 'Invalid request',
+  invalid_json: 'Malformed JSON',
+  payload_too_large: 'Payload too large',
+  too_many_events: 'Too many events',
+  unknown_machine: 'Unknown machine',
+  unauthorized: 'Unauthorized',
+  forbidden: 'Forbidden',
+  not_found: 'Not found',
+  rate_limited: 'Too many requests',
+  unavailable: 'Service unavailable',
+  machine_invalid: 'Invalid machine definition',
+  internal: 'Internal error',
+};
+
+/** Writes an RFC 9457 problem document. */
+export function sendProblem(res: Response, err: PromosyncError): void {
+  const status = STATUS[err.code];
+  if (err.code === 'unauthorized') res.setHeader('WWW-Authenticate', 'Bearer realm="promosync"');
+  res
+    .status(status)
+    .type('application/problem+json')
+    .send(
+      JSON.stringify({
+        type: `urn:promosync:problem:${err.code}`,
+        title: TITLE[err.code],
+        status,
+        code: err.code,
+        detail: err.message,
+        instance: res.req.originalUrl,
+        ...(err.problems.length > 0 ? { errors: err.problems } : {}),
+      }),
+    );
+}
+
+interface BodyParserError {
+  type?: string;
+  status?: number;
+}
+
+/** Maps anything thrown by a route or by body parsing to a problem response, and logs it. */
+export function problemHandler(logger: Logger): ErrorRequestHandler {
+  return (err: unknown, req, res, _next) => {
+    let problem: PromosyncError;
+    const bp = err as BodyParserError;
+    if (err instanceof PromosyncError) problem = err;
+    else if (bp?.type === 'entity.parse.failed') {
+      problem = new PromosyncError('invalid_json', 'the body is not valid JSON', {
+        problems: [{ path: '(body)', message: (err as Error).message }],
+      });
+    } else if (bp?.type === 'entity.too.large') {
+      problem = new PromosyncError('payload_too_large', 'the body is larger than this server accepts');
+    } else if (
+      bp?.status === 415 ||
+      bp?.type === 'charset.unsupported' ||
+      bp?.type === 'encoding.unsupported'
+    ) {
+      problem = new PromosyncError('invalid_request', (err as Error).message);
+    } else {
+      problem = new PromosyncError('internal', 'an unexpected error occurred', { cause: err });
+    }
+    const status = STATUS[problem.code];
+    const meta = { method: req.method, url: req.originalUrl, code: problem.code, problems: problem.problems };
+    if (status >= 500) logger.error({ ...meta, err }, problem.message);
+    else logger.warn(meta, problem.message);
+    if (res.headersSent) return;
+    sendProblem(res, problem);
+  };
+}

@@ -1,0 +1,94 @@
+import { Router, type Request } from 'express';
+import { z } from 'zod';
+import { PromosyncError } from '../../domain/errors.ts';
+import type { MachineInfo, MachineRegistry } from '../../domain/registry.ts';
+import type { PrismaClient } from '../../store/db.ts';
+import { getEntity, getEntityEvents, listEntities, type ReadScope } from '../../store/queries.ts';
+import { authenticate, mayUseMachine, principalOf, type KeyVerifier } from '../auth.ts';
+import { parseQuery } from '../validate.ts';
+
+const idParam = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/);
+
+const listQuery = z.strictObject({
+  status: z.string().max(128).optional(),
+  updatedSince: z.iso
+    .datetime({ offset: true, error: 'updatedSince must be an ISO 8601 date-time' })
+    .optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().max(512).optional(),
+});
+
+const eventsQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z
+    .string()
+    .regex(/^\d{1,19}$/, 'cursor is the nextCursor of the previous page')
+    .optional(),
+});
+
+/**
+ * Read endpoints of every machine's collection (`/v1/promotions`, …). A merchant sees only
+ * its own entities; anything else looks like it does not exist.
+ */
+export function entitiesRouter(deps: {
+  registry: MachineRegistry;
+  prisma: PrismaClient;
+  verify: KeyVerifier;
+}): Router {
+  const router = Router();
+  const auth = authenticate(deps.verify, ['merchant', 'producer', 'admin']);
+
+  const resolve = (req: Request): { info: MachineInfo; scope: ReadScope } => {
+    const info = deps.registry.byCollection(String(req.params.collection));
+    if (!info) throw new PromosyncError('not_found', `no collection ${String(req.params.collection)}`);
+    const p = principalOf(req);
+    if (!mayUseMachine(p, info.analysis.name))
+      throw new PromosyncError('not_found', 'no such collection for this key');
+    return { info, scope: { merchantId: p.role === 'merchant' ? p.merchantId : null } };
+  };
+  const entityId = (req: Request): string => {
+    const id = idParam.safeParse(req.params.id);
+    if (!id.success) throw new PromosyncError('not_found', 'no such entity');
+    return id.data;
+  };
+
+  router.get('/v1/:collection', auth, async (req, res) => {
+    const { info, scope } = resolve(req);
+    const q = parseQuery(listQuery, req.query);
+    if (q.status !== undefined && !info.analysis.states.includes(q.status)) {
+      throw new PromosyncError(
+        'invalid_request',
+        `status must be one of ${info.analysis.states.join(', ')}`,
+        {
+          problems: [{ path: 'status', message: `unknown status "${q.status}"` }],
+        },
+      );
+    }
+    const page = await listEntities(deps.prisma, info.analysis.name, scope, {
+      limit: q.limit,
+      ...(q.status !== undefined ? { status: q.status } : {}),
+      ...(q.updatedSince !== undefined ? { updatedSince: new Date(q.updatedSince) } : {}),
+      ...(q.cursor !== undefined ? { cursor: q.cursor } : {}),
+    });
+    res.json(page);
+  });
+
+  router.get('/v1/:collection/:id', auth, async (req, res) => {
+    const { info, scope } = resolve(req);
+    const entity = await getEntity(deps.prisma, info.analysis.name, entityId(req), scope);
+    if (!entity) throw new PromosyncError('not_found', `no ${info.analysis.name} ${String(req.params.id)}`);
+    res.json(entity);
+  });
+
+  router.get('/v1/:collection/:id/events', auth, async (req, res) => {
+    const { info, scope } = resolve(req);
+    const q = parseQuery(eventsQuery, req.query);
+    const page = await getEntityEvents(deps.prisma, info.analysis.name, entityId(req), scope, {
+      limit: q.limit,
+      ...(q.cursor !== undefined ? { after: BigInt(q.cursor) } : {}),
+    });
+    if (!page) throw new PromosyncError('not_found', `no ${info.analysis.name} ${String(req.params.id)}`);
+    res.json(page);
+  });
+  return router;
+}

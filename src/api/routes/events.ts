@@ -1,0 +1,60 @@
+import { Router } from 'express';
+import { z } from 'zod';
+import { parseEvents, splitBody } from '../../domain/event-schema.ts';
+import { PromosyncError } from '../../domain/errors.ts';
+import type { MachineRegistry } from '../../domain/registry.ts';
+import type { EventQueue } from '../../queue/queue.ts';
+import type { Metrics } from '../../observability/metrics.ts';
+import { authenticate, mayUseMachine, principalOf, type KeyVerifier } from '../auth.ts';
+import { parseQuery } from '../validate.ts';
+
+const postQuery = z.strictObject({
+  wait: z.enum(['true', 'false']).optional(),
+  timeoutMs: z.coerce.number().int().min(1).max(120_000).optional(),
+});
+
+/** `POST /v1/events`: validate, check the producer's scope, queue durably, optionally wait. */
+export function eventsRouter(deps: {
+  registry: MachineRegistry;
+  queue: EventQueue;
+  verify: KeyVerifier;
+  metrics?: Metrics;
+}): Router {
+  const router = Router();
+  router.post('/v1/events', authenticate(deps.verify, ['producer', 'admin']), async (req, res) => {
+    const query = parseQuery(postQuery, req.query);
+    const p = principalOf(req);
+    const source = p.role === 'producer' ? p.source! : 'admin';
+    if (!req.is('application/json') && !req.is('application/*+json')) {
+      throw new PromosyncError('invalid_request', 'send the events as application/json');
+    }
+    const raw = splitBody(req.body);
+    const indexed =
+      raw.length > 1 || (typeof req.body === 'object' && req.body !== null && 'events' in req.body);
+    const events = parseEvents(raw, indexed);
+    deps.registry.prepare(events, source, indexed);
+    const denied = [...new Set(events.map((e) => e.machine))].filter((m) => !mayUseMachine(p, m));
+    if (denied.length > 0) {
+      throw new PromosyncError('forbidden', `this key may not push events of machine ${denied.join(', ')}`);
+    }
+    const wait = query.wait === 'true';
+    const jobId = await deps.queue.enqueue(events, source, wait);
+    for (const e of events) deps.metrics?.received.inc({ machine: e.machine, source });
+    if (!wait) {
+      res.status(202).json({ accepted: events.length, jobId });
+      return;
+    }
+    try {
+      const result = await deps.queue.waitFor(jobId, query.timeoutMs ?? 30_000);
+      res.status(200).json({ accepted: events.length, jobId, results: result.results ?? [] });
+    } catch (err) {
+      if (err instanceof Error && /timed out|timeout/i.test(err.message)) {
+        // Accepted and queued: it will be applied, we just stopped waiting.
+        res.status(202).json({ accepted: events.length, jobId, pending: true });
+        return;
+      }
+      throw err;
+    }
+  });
+  return router;
+}

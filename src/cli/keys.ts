@@ -1,0 +1,90 @@
+import type { Command } from 'commander';
+import { loadConfig } from '../config.ts';
+import { openDatabase } from '../store/db.ts';
+import { createKey, listKeys, revokeKey, type Role } from '../store/keys.ts';
+import { sourceSchema } from '../domain/event-schema.ts';
+import { machines } from '../../machines/index.ts';
+
+async function withDb<T>(fn: (db: ReturnType<typeof openDatabase>) => Promise<T>): Promise<T> {
+  const config = loadConfig();
+  if (!config.databaseUrl) throw new Error('DATABASE_URL is not set');
+  const db = openDatabase(config.databaseUrl, 1);
+  try {
+    return await fn(db);
+  } finally {
+    await db.close();
+  }
+}
+
+/** `keys create|list|revoke`. */
+export function registerKeys(program: Command): void {
+  const cmd = program.command('keys').description('manage API keys (stored hashed)');
+  cmd
+    .command('create')
+    .description('create a key; prints it once, alone on the last line')
+    .requiredOption('--role <role>', 'producer, merchant or admin')
+    .option('--source <name>', 'producer: the source its events are recorded under')
+    .option('--machines <list>', 'producer: comma-separated machines it may push to (default: all)')
+    .option('--merchant <merchantId>', 'merchant: whose entities it can read')
+    .option('--label <text>', 'a note shown by keys list')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  promosync keys create --role producer --source cashback --machines promotion\n' +
+        '  promosync keys create --role merchant --merchant m-42\n  promosync keys create --role admin',
+    )
+    .action(
+      async (o: { role: string; source?: string; machines?: string; merchant?: string; label?: string }) => {
+        const role = o.role as Role;
+        if (!['producer', 'merchant', 'admin'].includes(role))
+          throw new Error('--role must be producer, merchant or admin');
+        if (role === 'producer' && !(o.source && sourceSchema.safeParse(o.source).success)) {
+          throw new Error('a producer key needs --source <name> (1-64 characters of [A-Za-z0-9._:-])');
+        }
+        if (role === 'merchant' && !(o.merchant && /^[A-Za-z0-9._:-]{1,128}$/.test(o.merchant))) {
+          throw new Error('a merchant key needs --merchant <merchantId>');
+        }
+        const list = o.machines
+          ?.split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
+        const unknown = list?.filter((m) => !(m in machines)) ?? [];
+        if (unknown.length > 0) throw new Error(`unknown machine(s): ${unknown.join(', ')}`);
+        const { key, record } = await withDb((db) =>
+          createKey(db.prisma, {
+            role,
+            ...(o.source ? { source: o.source } : {}),
+            ...(list ? { machines: list } : {}),
+            ...(o.merchant ? { merchantId: o.merchant } : {}),
+            ...(o.label ? { label: o.label } : {}),
+          }),
+        );
+        process.stdout.write(`created ${record.role} key ${record.keyId}; it is shown only now:\n${key}\n`);
+      },
+    );
+  cmd
+    .command('list')
+    .description('list keys (ids and scopes, never secrets)')
+    .action(async () => {
+      const keys = await withDb((db) => listKeys(db.prisma));
+      for (const k of keys) {
+        const scope =
+          k.role === 'producer'
+            ? `source=${k.source} machines=${k.machines?.join(',') ?? '*'}`
+            : k.role === 'merchant'
+              ? `merchant=${k.merchantId}`
+              : '';
+        process.stdout.write(
+          `${k.keyId}  ${k.role.padEnd(8)}  ${k.revokedAt ? 'revoked ' : 'active  '}  ${k.createdAt.toISOString()}  ${scope}${k.label ? `  "${k.label}"` : ''}\n`,
+        );
+      }
+    });
+  cmd
+    .command('revoke')
+    .description('revoke a key by id; effective for the next request')
+    .argument('<id>', 'the key id shown by keys list')
+    .action(async (id: string) => {
+      const ok = await withDb((db) => revokeKey(db.prisma, id));
+      if (!ok) throw new Error(`no key ${id}`);
+      process.stdout.write(`revoked ${id}\n`);
+    });
+}

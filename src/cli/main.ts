@@ -1,0 +1,22 @@
+import { Command, CommanderError } from 'commander';
+import { registerServe } from './serve.ts';
+import { registerMachines } from './machines.ts';
+import { registerKeys } from './keys.ts';
+
+const program = new Command('promosync')
+  .description(
+    'Order-free status sync: applies unordered producer events to Postgres by ranks derived from XState machines',
+  )
+  .showHelpAfterError()
+  .exitOverride();
+registerServe(program);
+registerMachines(program);
+registerKeys(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) process.exit(err.exitCode);
+  process.stderr.write(`promosync: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,50 @@
+import type { Outcome } from '../domain/merge.ts';
+import { PromosyncError } from '../domain/errors.ts';
+import { sourceSchema, splitBody } from '../domain/event-schema.ts';
+
+/** The BullMQ queue promosync consumes (SPEC §5). */
+export const DEFAULT_QUEUE_NAME = 'status-events';
+
+/** Job data: one event or `{ events: [...] }`, plus the producer's `source`. */
+export type JobData = Record<string, unknown> & { source: string };
+
+/** The result of one event, as `?wait=true` and job return values report it. */
+export interface EventResult {
+  eventId: string | null;
+  entityId: string;
+  outcome: Outcome;
+  anomaly: boolean;
+  /** The entity's status after the batch that carried the event. */
+  state: string | null;
+}
+
+/** A job's return value: per-event results when the producer asked for them, counts otherwise. */
+export interface JobResult {
+  counts: Partial<Record<Outcome, number>>;
+  results?: EventResult[];
+}
+
+/** Job data keys that are not part of the event contract. */
+const ENVELOPE_KEYS = new Set(['source', 'wait']);
+
+/**
+ * Splits job data into the producer's source, the raw events and whether per-event
+ * results were asked for.
+ * @throws PromosyncError `invalid_event` when the envelope is malformed.
+ */
+export function readJobData(data: unknown): { source: string; raw: unknown[]; wait: boolean } {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new PromosyncError('invalid_event', 'job data must be an object', {
+      problems: [{ path: '(job)', message: 'expected one event or { events: [...] } with a source' }],
+    });
+  }
+  const record = data as Record<string, unknown>;
+  const source = sourceSchema.safeParse(record.source);
+  if (!source.success) {
+    throw new PromosyncError('invalid_event', 'job data needs the producer source', {
+      problems: [{ path: 'source', message: source.error.issues[0]?.message ?? 'required' }],
+    });
+  }
+  const body = Object.fromEntries(Object.entries(record).filter(([k]) => !ENVELOPE_KEYS.has(k)));
+  return { source: source.data, raw: splitBody(body), wait: record.wait === true };
+}

@@ -1,0 +1,159 @@
+import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { parseEvents } from '../domain/event-schema.ts';
+import { PromosyncError } from '../domain/errors.ts';
+import type { Outcome } from '../domain/merge.ts';
+import type { MachineRegistry } from '../domain/registry.ts';
+import type { AppliedEvent, BatchEvent } from '../store/apply.ts';
+import { isTransient } from '../store/pg-errors.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import { Batcher } from './batcher.ts';
+import { readJobData, type EventResult, type JobResult } from './job.ts';
+
+/** Anything that applies a batch: the store's Applier. */
+export interface BatchApplier {
+  apply(batch: BatchEvent[]): Promise<AppliedEvent[]>;
+}
+
+export interface EventWorkerOptions {
+  connection: Redis;
+  queueName: string;
+  registry: MachineRegistry;
+  applier: BatchApplier;
+  logger: Logger;
+  metrics?: Metrics;
+  /** Jobs processed at once. @defaultValue 64 */
+  concurrency?: number;
+  /** @defaultValue 2000 */
+  batchMaxEvents?: number;
+  /** @defaultValue 5 */
+  batchFlushMs?: number;
+  /** Longest delay between two tries while the database is unreachable. @defaultValue 30000 */
+  maxRetryDelayMs?: number;
+}
+
+/**
+ * Consumes `status-events`: validates each job, folds the events of concurrent jobs into
+ * one apply per flush, and resolves each job with its own outcomes. Bad jobs fail at once
+ * (UnrecoverableError, kept in the failed set); while the database is unreachable jobs are
+ * delayed with backoff, without using up their attempts, so nothing is dropped.
+ */
+export class EventWorker {
+  private worker: Worker | undefined;
+  private readonly batcher: Batcher<BatchEvent, AppliedEvent>;
+
+  constructor(private readonly opts: EventWorkerOptions) {
+    this.batcher = new Batcher<BatchEvent, AppliedEvent>({
+      maxItems: opts.batchMaxEvents ?? 2000,
+      flushMs: opts.batchFlushMs ?? 5,
+      run: (items) => this.applyTimed(items),
+      isolate: (err) => !isTransient(err),
+    });
+  }
+
+  private async applyTimed(items: BatchEvent[]): Promise<AppliedEvent[]> {
+    const end = this.opts.metrics?.applySeconds.startTimer();
+    try {
+      return await this.opts.applier.apply(items);
+    } finally {
+      end?.();
+      this.opts.metrics?.batchSize.observe(items.length);
+    }
+  }
+
+  /** Starts taking jobs. */
+  async start(): Promise<void> {
+    const { connection, queueName, concurrency } = this.opts;
+    this.worker = new Worker(queueName, (job, token) => this.process(job, token), {
+      connection,
+      concurrency: concurrency ?? 64,
+      autorun: true,
+    });
+    this.worker.on('error', (err) => this.opts.logger.error({ err }, 'worker error'));
+    this.worker.on('failed', (job, err) => {
+      if (job && !(err instanceof DelayedError)) {
+        this.opts.logger.warn(
+          { jobId: job.id, attemptsMade: job.attemptsMade, err: err.message },
+          'job failed',
+        );
+      }
+    });
+    await this.worker.waitUntilReady();
+  }
+
+  private async process(job: Job, token: string | undefined): Promise<JobResult> {
+    const log = this.opts.logger.child({ jobId: job.id });
+    let batch: BatchEvent[];
+    let wait: boolean;
+    try {
+      const parsed = readJobData(job.data);
+      wait = parsed.wait;
+      const events = this.opts.registry.prepare(
+        parseEvents(parsed.raw, parsed.raw.length > 1),
+        parsed.source,
+        parsed.raw.length > 1,
+      );
+      batch = events.map((event) => ({ event, jobId: job.id ?? null }));
+    } catch (err) {
+      if (err instanceof PromosyncError) {
+        log.warn({ code: err.code, problems: err.problems }, 'rejected a bad job');
+        this.opts.metrics?.outcomes.inc({
+          machine: '',
+          source: String((job.data as { source?: unknown })?.source ?? ''),
+          outcome: 'invalid',
+        });
+        throw new UnrecoverableError(`${err.message}: ${JSON.stringify(err.problems)}`);
+      }
+      throw err;
+    }
+
+    let applied: AppliedEvent[];
+    try {
+      applied = await this.batcher.add(batch);
+    } catch (err) {
+      if (isTransient(err) && token !== undefined) {
+        // Postgres is away: come back later without spending an attempt.
+        const delay = Math.min(
+          this.opts.maxRetryDelayMs ?? 30_000,
+          250 * 2 ** Math.min(job.attemptsStarted, 7),
+        );
+        log.warn({ err: String(err), delay }, 'database unavailable, job delayed');
+        await job.moveToDelayed(Date.now() + delay, token);
+        throw new DelayedError();
+      }
+      throw err;
+    }
+
+    const counts: Partial<Record<Outcome, number>> = {};
+    const results: EventResult[] = [];
+    applied.forEach((a, i) => {
+      const e = batch[i]!.event;
+      counts[a.outcome] = (counts[a.outcome] ?? 0) + 1;
+      this.opts.metrics?.outcomes.inc({ machine: e.machine, source: e.source, outcome: a.outcome });
+      if (a.anomaly) {
+        this.opts.metrics?.outcomes.inc({ machine: e.machine, source: e.source, outcome: 'anomaly' });
+        log.warn(
+          { machine: e.machine, entityId: e.entityId, eventId: e.eventId, type: e.type },
+          'anomaly: applied a move the machine does not allow',
+        );
+      }
+      if (wait)
+        results.push({
+          eventId: e.eventId,
+          entityId: e.entityId,
+          outcome: a.outcome,
+          anomaly: a.anomaly,
+          state: a.status,
+        });
+    });
+    if (log.isLevelEnabled('debug')) log.debug({ counts }, 'job applied');
+    return wait ? { counts, results } : { counts };
+  }
+
+  /** Stops taking jobs, finishes the ones in flight (their batches included) and closes. */
+  async close(): Promise<void> {
+    await this.worker?.close();
+    await this.batcher.close();
+  }
+}

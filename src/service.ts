@@ -1,0 +1,129 @@
+import pino, { type Logger } from 'pino';
+import type { Redis } from 'ioredis';
+import { machines } from '../machines/index.ts';
+import type { Config } from './config.ts';
+import { MachineRegistry } from './domain/registry.ts';
+import { openDatabase, type Database } from './store/db.ts';
+import { Applier } from './store/apply.ts';
+import { verifyKey } from './store/keys.ts';
+import { syncMachineDefs } from './store/machine-defs.ts';
+import { createRedis } from './queue/redis.ts';
+import { EventQueue } from './queue/queue.ts';
+import { EventWorker } from './queue/worker.ts';
+import { createApp } from './api/app.ts';
+import { ApiServer } from './api/server.ts';
+import { Metrics } from './observability/metrics.ts';
+
+export interface ServiceOptions {
+  config: Readonly<Config>;
+  /** Serve the REST API. */
+  api: boolean;
+  /** Consume the queue. */
+  worker: boolean;
+  logger?: Logger;
+  /** Start even if stored rows use states or events the machines no longer have. */
+  acceptRemoved?: boolean;
+}
+
+/** A running promosync process: API, workers or both. */
+export interface Service {
+  /** The API's port, when it serves one. */
+  port: number | undefined;
+  db: Database;
+  registry: MachineRegistry;
+  metrics: Metrics;
+  logger: Logger;
+  close(): Promise<void>;
+}
+
+/** Creates the process logger: JSON lines on stdout at the configured level. */
+export function createLogger(level: string): Logger {
+  return pino({ level, base: { service: 'promosync' } });
+}
+
+/**
+ * Wires and starts a process. Machine ranks are checked and stored (re-ranking rows if they
+ * changed) before any event is applied.
+ */
+export async function startService(opts: ServiceOptions): Promise<Service> {
+  const { config } = opts;
+  const logger = opts.logger ?? createLogger(config.logLevel);
+  if (!config.databaseUrl) throw new Error('DATABASE_URL is not set');
+  const registry = MachineRegistry.from(machines);
+  const metrics = new Metrics();
+  const db = openDatabase(config.databaseUrl, config.dbPoolSize, (err) =>
+    logger.warn({ err: err.message }, 'database connection lost'),
+  );
+  const closers: Array<() => Promise<void>> = [() => db.close()];
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      for (const c of [...closers].reverse())
+        await c().catch((err) => logger.error({ err }, 'error while closing'));
+    })());
+  try {
+    const sync = await syncMachineDefs(db.pool, registry, { acceptRemoved: opts.acceptRemoved ?? false });
+    for (const s of sync.filter((x) => x.status !== 'unchanged')) logger.info(s, 'machine definition stored');
+
+    const connections: Redis[] = [];
+    closers.push(async () => {
+      for (const c of connections) c.disconnect();
+    });
+    let port: number | undefined;
+
+    if (opts.worker) {
+      const connection = createRedis(config.redisUrl);
+      connections.push(connection);
+      const worker = new EventWorker({
+        connection,
+        queueName: config.queueName,
+        registry,
+        applier: new Applier(db.pool, registry, logger),
+        logger,
+        metrics,
+        concurrency: config.workerConcurrency,
+        batchMaxEvents: config.batchMaxEvents,
+        batchFlushMs: config.batchFlushMs,
+      });
+      await worker.start();
+      closers.push(() => worker.close());
+      logger.info({ queue: config.queueName, concurrency: config.workerConcurrency }, 'worker started');
+    }
+
+    if (opts.api) {
+      const producer = createRedis(config.redisUrl, { failFast: true });
+      connections.push(producer);
+      const queue = new EventQueue({
+        connection: producer,
+        name: config.queueName,
+        attempts: config.jobAttempts,
+        backoffMs: config.jobBackoffMs,
+      });
+      closers.push(() => queue.close());
+      const app = createApp({
+        registry,
+        queue,
+        prisma: db.prisma,
+        verify: (key) => verifyKey(db.prisma, key),
+        logger,
+        metrics,
+        probes: {
+          postgres: async () => {
+            await db.pool.query('SELECT 1');
+          },
+          redis: async () => {
+            await producer.ping();
+          },
+        },
+      });
+      const server = new ApiServer(app);
+      port = await server.start(config.port, config.host);
+      closers.push(() => server.close());
+      logger.info({ port, host: config.host }, 'API listening');
+    }
+    return { port, db, registry, metrics, logger, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

@@ -1,0 +1,106 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { PrismaClient } from './db.ts';
+
+export type Role = 'producer' | 'merchant' | 'admin';
+
+/** Who a request or command acts as. */
+export interface Principal {
+  keyId: string;
+  role: Role;
+  /** producer: the `source` its events are recorded under. */
+  source: string | null;
+  /** producer: the machines it may push to; null means all. */
+  machines: string[] | null;
+  /** merchant: the only merchantId whose entities it can read. */
+  merchantId: string | null;
+}
+
+export interface NewKey {
+  role: Role;
+  source?: string;
+  machines?: string[];
+  merchantId?: string;
+  label?: string;
+}
+
+export interface KeyRecord extends Principal {
+  label: string | null;
+  createdAt: Date;
+  revokedAt: Date | null;
+}
+
+const hash = (secret: string): Buffer => createHash('sha256').update(secret).digest();
+
+/** Key format: `psk_<id>_<secret>`; the id is public (listing, revoking), the secret is not stored. */
+const KEY_PATTERN = /^psk_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
+
+/** Creates a key and returns it in full: the only time the secret exists outside the caller. */
+export async function createKey(
+  prisma: PrismaClient,
+  spec: NewKey,
+): Promise<{ key: string; record: KeyRecord }> {
+  const id = randomBytes(8).toString('hex').slice(0, 12);
+  const secret = randomBytes(32).toString('base64url');
+  const row = await prisma.apiKey.create({
+    data: {
+      id,
+      secretHash: new Uint8Array(hash(secret)),
+      role: spec.role,
+      source: spec.role === 'producer' ? (spec.source ?? null) : null,
+      machines: spec.role === 'producer' ? (spec.machines ?? []) : [],
+      merchantId: spec.role === 'merchant' ? (spec.merchantId ?? null) : null,
+      label: spec.label ?? null,
+    },
+  });
+  return { key: `psk_${id}_${secret}`, record: toRecord(row) };
+}
+
+function toRecord(row: {
+  id: string;
+  role: string;
+  source: string | null;
+  machines: string[];
+  merchantId: string | null;
+  label: string | null;
+  createdAt: Date;
+  revokedAt: Date | null;
+}): KeyRecord {
+  return {
+    keyId: row.id,
+    role: row.role as Role,
+    source: row.source,
+    machines: row.machines.length === 0 ? null : row.machines,
+    merchantId: row.merchantId,
+    label: row.label,
+    createdAt: row.createdAt,
+    revokedAt: row.revokedAt,
+  };
+}
+
+/**
+ * The principal a presented key stands for, or null for an unknown, malformed or revoked
+ * key. The secret's hash is compared in constant time.
+ */
+export async function verifyKey(prisma: PrismaClient, presented: string): Promise<Principal | null> {
+  const m = KEY_PATTERN.exec(presented);
+  if (!m) return null;
+  const row = await prisma.apiKey.findUnique({ where: { id: m[1]! } });
+  const expected = row ? Buffer.from(row.secretHash) : hash('');
+  const ok = timingSafeEqual(hash(m[2]!), expected) && row !== null && row.revokedAt === null;
+  return ok ? toRecord(row) : null;
+}
+
+export async function listKeys(prisma: PrismaClient): Promise<KeyRecord[]> {
+  const rows = await prisma.apiKey.findMany({ orderBy: { createdAt: 'asc' } });
+  return rows.map(toRecord);
+}
+
+/** Revokes a key by id; effective for the next request. Returns false if there is no such key. */
+export async function revokeKey(prisma: PrismaClient, id: string): Promise<boolean> {
+  const res = await prisma.apiKey.updateMany({
+    where: { id, revokedAt: null },
+    data: { revokedAt: new Date() },
+  });
+  if (res.count > 0) return true;
+  return (await prisma.apiKey.count({ where: { id } })) > 0;
+}
