@@ -1,0 +1,93 @@
+import pino from 'pino';
+import { loadConfig, type Config } from '../../src/config.ts';
+import { startService, type Service } from '../../src/service.ts';
+import { createKey } from '../../src/store/keys.ts';
+import { freshDatabase, REDIS_URL, uniqueQueueName } from './db.ts';
+import { createRedis } from '../../src/queue/redis.ts';
+import { Queue } from 'bullmq';
+
+export interface Harness {
+  /** Base URL of the API, e.g. http://127.0.0.1:41234 */
+  url: string;
+  config: Readonly<Config>;
+  databaseUrl: string;
+  queueName: string;
+  service: Service;
+  /** Extra worker-only services started with `workers`. */
+  workers: Service[];
+  keys: { producer: string; producer2: string; merchant: string; otherMerchant: string; admin: string };
+  /** fetch against the API with a bearer key. */
+  request(path: string, init?: RequestInit & { key?: string | null; json?: unknown }): Promise<Response>;
+  /** Waits until the queue has no waiting, active or delayed jobs. */
+  drain(timeoutMs?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * A whole promosync on a fresh database and a queue of its own: the API with one worker,
+ * plus `workers` more worker-only processes' worth of services, and one key per role.
+ */
+export async function startHarness(options: { workers?: number; env?: Record<string, string> } = {}): Promise<Harness> {
+  const db = await freshDatabase();
+  const queueName = uniqueQueueName();
+  const config = loadConfig({
+    DATABASE_URL: db.url,
+    REDIS_URL,
+    QUEUE_NAME: queueName,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'silent',
+    ...options.env,
+  });
+  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const service = await startService({ config, logger, api: true, worker: true });
+  const workers: Service[] = [];
+  for (let i = 0; i < (options.workers ?? 0); i++) {
+    workers.push(await startService({ config, logger, api: false, worker: true }));
+  }
+  const prisma = service.db.prisma;
+  const keys = {
+    producer: (await createKey(prisma, { role: 'producer', source: 'test-src' })).key,
+    producer2: (await createKey(prisma, { role: 'producer', source: 'other-src', machines: ['nope'] })).key,
+    merchant: (await createKey(prisma, { role: 'merchant', merchantId: 'm-1' })).key,
+    otherMerchant: (await createKey(prisma, { role: 'merchant', merchantId: 'm-2' })).key,
+    admin: (await createKey(prisma, { role: 'admin' })).key,
+  };
+  const url = `http://127.0.0.1:${service.port}`;
+  const redis = createRedis(REDIS_URL);
+  const queue = new Queue(queueName, { connection: redis });
+
+  return {
+    url,
+    config,
+    databaseUrl: db.url,
+    queueName,
+    service,
+    workers,
+    keys,
+    async request(path, init = {}) {
+      const { key = keys.producer, json, ...rest } = init;
+      const headers = new Headers(rest.headers);
+      if (key !== null) headers.set('authorization', `Bearer ${key}`);
+      if (json !== undefined) headers.set('content-type', 'application/json');
+      return fetch(`${url}${path}`, { ...rest, headers, ...(json !== undefined ? { body: JSON.stringify(json) } : {}) });
+    },
+    async drain(timeoutMs = 60_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'paused');
+        if (Object.values(c).every((n) => n === 0)) return;
+        if (Date.now() > deadline) throw new Error(`queue not drained: ${JSON.stringify(c)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async close() {
+      for (const w of workers) await w.close();
+      await service.close();
+      await queue.obliterate({ force: true }).catch(() => {});
+      await queue.close();
+      redis.disconnect();
+      await db.drop();
+    },
+  };
+}
