@@ -3,7 +3,11 @@ import { attributesOf, mergeEvent, type EntityState } from '../../src/domain/mer
 import type { MachineRegistry } from '../../src/domain/registry.ts';
 
 /** The row a list of events leads to when applied one by one in the given order. */
-export function applyInOrder(registry: MachineRegistry, events: EventInput[], source = 'test-src'): EntityState | undefined {
+export function applyInOrder(
+  registry: MachineRegistry,
+  events: EventInput[],
+  source = 'test-src',
+): EntityState | undefined {
   const seen = new Set<string>();
   let state: EntityState | undefined;
   for (const input of events) {

@@ -27,7 +27,9 @@ export interface Harness {
  * A whole promosync on a fresh database and a queue of its own: the API with one worker,
  * plus `workers` more worker-only processes' worth of services, and one key per role.
  */
-export async function startHarness(options: { workers?: number; env?: Record<string, string> } = {}): Promise<Harness> {
+export async function startHarness(
+  options: { workers?: number; env?: Record<string, string> } = {},
+): Promise<Harness> {
   const db = await freshDatabase();
   const queueName = uniqueQueueName();
   const config = loadConfig({
@@ -70,12 +72,16 @@ export async function startHarness(options: { workers?: number; env?: Record<str
       const headers = new Headers(rest.headers);
       if (key !== null) headers.set('authorization', `Bearer ${key}`);
       if (json !== undefined) headers.set('content-type', 'application/json');
-      return fetch(`${url}${path}`, { ...rest, headers, ...(json !== undefined ? { body: JSON.stringify(json) } : {}) });
+      return fetch(`${url}${path}`, {
+        ...rest,
+        headers,
+        ...(json !== undefined ? { body: JSON.stringify(json) } : {}),
+      });
     },
     async drain(timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
-        const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'paused');
+        const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
         if (Object.values(c).every((n) => n === 0)) return;
         if (Date.now() > deadline) throw new Error(`queue not drained: ${JSON.stringify(c)}`);
         await new Promise((r) => setTimeout(r, 50));

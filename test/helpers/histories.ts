@@ -4,10 +4,18 @@ import type { MachineInfo } from '../../src/domain/registry.ts';
 import type { EventInput } from '../../src/domain/event-schema.ts';
 
 /** Attribute values the generated events carry; null means "no change". */
-const fieldValue = fc.oneof(fc.string({ maxLength: 12 }), fc.integer({ min: -1000, max: 1000 }), fc.boolean(), fc.constant(null));
-const dataArb = fc.option(fc.dictionary(fc.constantFrom('title', 'discount', 'budget', 'channel'), fieldValue, { maxKeys: 3 }), {
-  nil: undefined,
-});
+const fieldValue = fc.oneof(
+  fc.string({ maxLength: 12 }),
+  fc.integer({ min: -1000, max: 1000 }),
+  fc.boolean(),
+  fc.constant(null),
+);
+const dataArb = fc.option(
+  fc.dictionary(fc.constantFrom('title', 'discount', 'budget', 'channel'), fieldValue, { maxKeys: 3 }),
+  {
+    nil: undefined,
+  },
+);
 
 /**
  * Event types, in valid order, of a random walk through the machine itself: starting at the
@@ -68,13 +76,18 @@ export function historyArb(info: MachineInfo, entityId = 'entity'): fc.Arbitrary
  * What the transport does to a history: drops some events that are not the last one,
  * duplicates some, and interleaves everything with the other entities' events.
  */
-export function deliveryArb(histories: GeneratedHistory[]): fc.Arbitrary<{ delivered: EventInput[][]; sent: EventInput[] }> {
+export function deliveryArb(
+  histories: GeneratedHistory[],
+): fc.Arbitrary<{ delivered: EventInput[][]; sent: EventInput[] }> {
   const all = histories.flatMap((h) => h.events.map((e, i) => ({ e, last: i === h.events.length - 1 })));
   return fc
     .record({
       drop: fc.array(fc.boolean(), { minLength: all.length, maxLength: all.length }),
       dup: fc.array(fc.nat({ max: 9 }), { minLength: all.length, maxLength: all.length }),
-      order: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: all.length * 2, maxLength: all.length * 2 }),
+      order: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), {
+        minLength: all.length * 2,
+        maxLength: all.length * 2,
+      }),
     })
     .map(({ drop, dup, order }) => {
       // About 15% of the non-last events are lost, 20% of the rest arrive twice.

@@ -39,51 +39,60 @@ describe('convergence through the real queue and database', () => {
           return deliveryArb(histories).map((d) => ({ histories, ...d }));
         });
       await fc.assert(
-        fc.asyncProperty(arb, fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 20 }), async (c, sizes) => {
-          // Producers add jobs straight to BullMQ: single events and batches of various sizes.
-          let at = 0;
-          const jobs: { name: string; data: Record<string, unknown> }[] = [];
-          for (let i = 0; at < c.sent.length; i++) {
-            const n = sizes[i % sizes.length]!;
-            const chunk = c.sent.slice(at, at + n);
-            at += n;
-            jobs.push({
-              name: 'events',
-              data: chunk.length === 1 ? { source: 'test-src', ...chunk[0]! } : { source: 'test-src', events: chunk },
-            });
-          }
-          await queue.addBulk(jobs.map((j) => ({ ...j, opts: { attempts: 5, backoff: { type: 'exponential', delay: 50 } } })));
-          await h.drain();
-          const failed = await queue.getFailedCount();
-          expect(failed).toBe(0);
+        fc.asyncProperty(
+          arb,
+          fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 20 }),
+          async (c, sizes) => {
+            // Producers add jobs straight to BullMQ: single events and batches of various sizes.
+            let at = 0;
+            const jobs: { name: string; data: Record<string, unknown> }[] = [];
+            for (let i = 0; at < c.sent.length; i++) {
+              const n = sizes[i % sizes.length]!;
+              const chunk = c.sent.slice(at, at + n);
+              at += n;
+              jobs.push({
+                name: 'events',
+                data:
+                  chunk.length === 1
+                    ? { source: 'test-src', ...chunk[0]! }
+                    : { source: 'test-src', events: chunk },
+              });
+            }
+            await queue.addBulk(
+              jobs.map((j) => ({ ...j, opts: { attempts: 5, backoff: { type: 'exponential', delay: 50 } } })),
+            );
+            await h.drain();
+            const failed = await queue.getFailedCount();
+            expect(failed).toBe(0);
 
-          const ids = c.histories.map((x) => x.entityId);
-          const rows = await h.service.db.pool.query<{
-            entity_id: string;
-            status: string;
-            last_event: string;
-            version: string | null;
-            merchant_id: string | null;
-            fields: Record<string, { v: unknown }>;
-          }>('SELECT entity_id, status, last_event, version, merchant_id, fields FROM entity WHERE machine = $1 AND entity_id = ANY($2)', [
-            machineName,
-            ids,
-          ]);
-          const byId = new Map(rows.rows.map((r) => [r.entity_id, r]));
-          c.histories.forEach((hist, i) => {
-            const expected = comparable(applyInOrder(h.service.registry, c.delivered[i]!));
-            const row = byId.get(hist.entityId);
-            const actual = row && {
-              status: row.status,
-              lastEvent: row.last_event,
-              version: row.version === null ? null : Number(row.version),
-              merchantId: row.merchant_id,
-              attributes: Object.fromEntries(Object.entries(row.fields).map(([k, f]) => [k, f.v])),
-            };
-            expect(actual, `entity ${hist.entityId}`).toEqual(expected);
-            checked += 1;
-          });
-        }),
+            const ids = c.histories.map((x) => x.entityId);
+            const rows = await h.service.db.pool.query<{
+              entity_id: string;
+              status: string;
+              last_event: string;
+              version: string | null;
+              merchant_id: string | null;
+              fields: Record<string, { v: unknown }>;
+            }>(
+              'SELECT entity_id, status, last_event, version, merchant_id, fields FROM entity WHERE machine = $1 AND entity_id = ANY($2)',
+              [machineName, ids],
+            );
+            const byId = new Map(rows.rows.map((r) => [r.entity_id, r]));
+            c.histories.forEach((hist, i) => {
+              const expected = comparable(applyInOrder(h.service.registry, c.delivered[i]!));
+              const row = byId.get(hist.entityId);
+              const actual = row && {
+                status: row.status,
+                lastEvent: row.last_event,
+                version: row.version === null ? null : Number(row.version),
+                merchantId: row.merchant_id,
+                attributes: Object.fromEntries(Object.entries(row.fields).map(([k, f]) => [k, f.v])),
+              };
+              expect(actual, `entity ${hist.entityId}`).toEqual(expected);
+              checked += 1;
+            });
+          },
+        ),
         { numRuns: RUNS, endOnFailure: true },
       );
       expect(checked).toBeGreaterThanOrEqual(500);
