@@ -2,17 +2,17 @@ import pino, { type Logger } from 'pino';
 import type { Redis } from 'ioredis';
 import { machines } from '../machines/index.ts';
 import type { Config } from './config.ts';
-import { MachineRegistry } from './domain/registry.ts';
-import { openDatabase, type Database } from './store/db.ts';
-import { Applier } from './store/apply.ts';
-import { verifyKey } from './store/keys.ts';
-import { syncMachineDefs } from './store/machine-defs.ts';
-import { createRedis } from './queue/redis.ts';
-import { EventQueue } from './queue/queue.ts';
-import { EventWorker } from './queue/worker.ts';
-import { createApp } from './api/app.ts';
-import { ApiServer } from './api/server.ts';
-import { Metrics } from './observability/metrics.ts';
+import { MachineRegistry } from './domain/index.ts';
+import { openDatabase, type Database } from './store/index.ts';
+import { Applier } from './store/index.ts';
+import { verifyKey } from './store/index.ts';
+import { syncMachineDefs } from './store/index.ts';
+import { createRedis } from './queue/index.ts';
+import { EventQueue } from './queue/index.ts';
+import { EventWorker } from './queue/index.ts';
+import { createApp } from './api/index.ts';
+import { ApiServer } from './api/index.ts';
+import { Metrics } from './observability/index.ts';
 
 export interface ServiceOptions {
   config: Readonly<Config>;

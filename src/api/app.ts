@@ -1,10 +1,10 @@
 import express, { type Express } from 'express';
 import type { Logger } from 'pino';
-import { PromosyncError } from '../domain/errors.ts';
-import type { MachineRegistry } from '../domain/registry.ts';
-import type { EventQueue } from '../queue/queue.ts';
-import type { PrismaClient } from '../store/db.ts';
-import type { Metrics } from '../observability/metrics.ts';
+import { PromosyncError } from '../domain/index.ts';
+import type { MachineRegistry } from '../domain/index.ts';
+import type { EventQueue } from '../queue/index.ts';
+import type { PrismaClient } from '../store/index.ts';
+import type { Metrics } from '../observability/index.ts';
 import type { KeyVerifier } from './auth.ts';
 import { problemHandler } from './problem.ts';
 import { eventsRouter } from './routes/events.ts';

@@ -1,6 +1,6 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { PromosyncError } from '../domain/errors.ts';
-import type { Principal, Role } from '../store/keys.ts';
+import { PromosyncError } from '../domain/index.ts';
+import type { Principal, Role } from '../store/index.ts';
 
 declare module 'express-serve-static-core' {
   interface Request {

@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
-import { PromosyncError, type ErrorCode } from '../domain/errors.ts';
+import { PromosyncError, type ErrorCode } from '../domain/index.ts';
 
 /** The one place error codes become HTTP statuses. */
 const STATUS: Record<ErrorCode, number> = {

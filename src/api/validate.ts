@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { PromosyncError } from '../domain/errors.ts';
+import { PromosyncError } from '../domain/index.ts';
 
 /**
  * Validates query parameters with a strict schema: unknown, repeated or malformed

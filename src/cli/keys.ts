@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config.ts';
-import { openDatabase } from '../store/db.ts';
-import { createKey, listKeys, revokeKey, type Role } from '../store/keys.ts';
-import { sourceSchema } from '../domain/event-schema.ts';
+import { openDatabase } from '../store/index.ts';
+import { createKey, listKeys, revokeKey, type Role } from '../store/index.ts';
+import { sourceSchema } from '../domain/index.ts';
 import { machines } from '../../machines/index.ts';
 
 async function withDb<T>(fn: (db: ReturnType<typeof openDatabase>) => Promise<T>): Promise<T> {

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config.ts';
 import { createLogger, startService } from '../service.ts';
-import { migrate } from '../store/migrate.ts';
+import { migrate } from '../store/index.ts';
 import { runUntilSignal } from './run.ts';
 
 /** `start`, `api` and `worker`: the long-running processes. */

@@ -1,6 +1,6 @@
-import type { Outcome } from '../domain/merge.ts';
-import { PromosyncError } from '../domain/errors.ts';
-import { sourceSchema, splitBody } from '../domain/event-schema.ts';
+import type { Outcome } from '../domain/index.ts';
+import { PromosyncError } from '../domain/index.ts';
+import { sourceSchema, splitBody } from '../domain/index.ts';
 
 /** The BullMQ queue promosync consumes (SPEC §5). */
 export const DEFAULT_QUEUE_NAME = 'status-events';

@@ -1,7 +1,7 @@
 import { Queue, QueueEvents, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { EventInput } from '../domain/event-schema.ts';
-import { PromosyncError } from '../domain/errors.ts';
+import type { EventInput } from '../domain/index.ts';
+import { PromosyncError } from '../domain/index.ts';
 import type { JobResult } from './job.ts';
 
 export interface EventQueueOptions {

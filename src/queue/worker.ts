@@ -1,13 +1,13 @@
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { parseEvents } from '../domain/event-schema.ts';
-import { PromosyncError } from '../domain/errors.ts';
-import type { Outcome } from '../domain/merge.ts';
-import type { MachineRegistry } from '../domain/registry.ts';
-import type { AppliedEvent, BatchEvent } from '../store/apply.ts';
-import { isTransient } from '../store/pg-errors.ts';
-import type { Metrics } from '../observability/metrics.ts';
+import { parseEvents } from '../domain/index.ts';
+import { PromosyncError } from '../domain/index.ts';
+import type { Outcome } from '../domain/index.ts';
+import type { MachineRegistry } from '../domain/index.ts';
+import type { AppliedEvent, BatchEvent } from '../store/index.ts';
+import { isTransient } from '../store/index.ts';
+import type { Metrics } from '../observability/index.ts';
 import { Batcher } from './batcher.ts';
 import { readJobData, type EventResult, type JobResult } from './job.ts';
 

@@ -1,7 +1,7 @@
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
-import type { MachineRegistry, PreparedEvent } from '../domain/registry.ts';
-import type { Outcome } from '../domain/merge.ts';
+import type { MachineRegistry, PreparedEvent } from '../domain/index.ts';
+import type { Outcome } from '../domain/index.ts';
 import { APPLY_SQL } from './apply-sql.ts';
 import { isRetryable } from './pg-errors.ts';
 

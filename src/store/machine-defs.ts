@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Pool } from 'pg';
-import type { MachineRegistry } from '../domain/registry.ts';
-import { PromosyncError } from '../domain/errors.ts';
+import type { MachineRegistry } from '../domain/index.ts';
+import { PromosyncError } from '../domain/index.ts';
 
 /** What changed for one machine since its definition was last stored. */
 export interface MachineSync {

@@ -1,6 +1,6 @@
 import type { PrismaClient } from './db.ts';
-import type { FieldValue } from '../domain/registry.ts';
-import { PromosyncError } from '../domain/errors.ts';
+import type { FieldValue } from '../domain/index.ts';
+import { PromosyncError } from '../domain/index.ts';
 
 /** An entity as the API returns it. */
 export interface EntityView {

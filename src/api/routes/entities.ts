@@ -1,9 +1,9 @@
 import { Router, type Request } from 'express';
 import { z } from 'zod';
-import { PromosyncError } from '../../domain/errors.ts';
-import type { MachineInfo, MachineRegistry } from '../../domain/registry.ts';
-import type { PrismaClient } from '../../store/db.ts';
-import { getEntity, getEntityEvents, listEntities, type ReadScope } from '../../store/queries.ts';
+import { PromosyncError } from '../../domain/index.ts';
+import type { MachineInfo, MachineRegistry } from '../../domain/index.ts';
+import type { PrismaClient } from '../../store/index.ts';
+import { getEntity, getEntityEvents, listEntities, type ReadScope } from '../../store/index.ts';
 import { authenticate, mayUseMachine, principalOf, type KeyVerifier } from '../auth.ts';
 import { parseQuery } from '../validate.ts';
 

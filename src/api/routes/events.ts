@@ -1,10 +1,10 @@
 import { Router } from 'express';
 import { z } from 'zod';
-import { parseEvents, splitBody } from '../../domain/event-schema.ts';
-import { PromosyncError } from '../../domain/errors.ts';
-import type { MachineRegistry } from '../../domain/registry.ts';
-import type { EventQueue } from '../../queue/queue.ts';
-import type { Metrics } from '../../observability/metrics.ts';
+import { parseEvents, splitBody } from '../../domain/index.ts';
+import { PromosyncError } from '../../domain/index.ts';
+import type { MachineRegistry } from '../../domain/index.ts';
+import type { EventQueue } from '../../queue/index.ts';
+import type { Metrics } from '../../observability/index.ts';
 import { authenticate, mayUseMachine, principalOf, type KeyVerifier } from '../auth.ts';
 import { parseQuery } from '../validate.ts';
 

@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import type { Metrics } from '../../observability/metrics.ts';
+import type { Metrics } from '../../observability/index.ts';
 
 /** A dependency the readiness probe checks; resolves when healthy. */
 export type Probe = () => Promise<void>;

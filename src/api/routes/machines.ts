@@ -1,6 +1,6 @@
 import { Router } from 'express';
-import { PromosyncError } from '../../domain/errors.ts';
-import type { MachineInfo, MachineRegistry } from '../../domain/registry.ts';
+import { PromosyncError } from '../../domain/index.ts';
+import type { MachineInfo, MachineRegistry } from '../../domain/index.ts';
 import { authenticate, type KeyVerifier } from '../auth.ts';
 
 /** The machine as the API shows it: definition summary, ranks and diagnostics. */

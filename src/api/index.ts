@@ -1,0 +1,4 @@
+// The REST API: the Express app and its server.
+export { createApp, type AppDeps } from './app.ts';
+export { ApiServer } from './server.ts';
+export type { KeyVerifier } from './auth.ts';

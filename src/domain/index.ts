@@ -1,0 +1,9 @@
+// The pure core: machine analysis, the event contract, ordering keys and the merge rule.
+export * from './analysis-types.ts';
+export * from './errors.ts';
+export * from './event-schema.ts';
+export * from './merge.ts';
+export * from './ordering.ts';
+export * from './ranking.ts';
+export * from './registry.ts';
+export { machineGraph, type MachineGraph, type Transition } from './machine-graph.ts';

@@ -1,0 +1,8 @@
+// Data access: the Postgres pool and Prisma client, the apply statement, queries, keys, migrations.
+export * from './apply.ts';
+export * from './db.ts';
+export * from './keys.ts';
+export * from './machine-defs.ts';
+export * from './migrate.ts';
+export * from './pg-errors.ts';
+export * from './queries.ts';
