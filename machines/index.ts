@@ -1,4 +1,5 @@
 import type { AnyStateMachine } from 'xstate';
+import { campaignMachine } from './campaign.ts';
 import { promotionMachine } from './promotion.ts';
 
 /**
@@ -7,4 +8,5 @@ import { promotionMachine } from './promotion.ts';
  */
 export const machines: Readonly<Record<string, AnyStateMachine>> = Object.freeze({
   promotion: promotionMachine,
+  campaign: campaignMachine,
 });

@@ -26,7 +26,7 @@ describe('convergence through the real queue and database', () => {
     await h?.close();
   });
 
-  for (const machineName of ['promotion']) {
+  for (const machineName of ['promotion', 'campaign']) {
     it(`every ${machineName} row equals the in-order application of its delivered events, whatever the arrival order`, async () => {
       const info = h.service.registry.get(machineName)!;
       let run = 0;
