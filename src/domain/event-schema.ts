@@ -65,7 +65,8 @@ const source = z
   .regex(/^[A-Za-z0-9._:-]{1,64}$/, 'source must be 1-64 characters of [A-Za-z0-9._:-]');
 export const sourceSchema = source;
 
-function problemsOf(error: z.ZodError, index?: number): FieldProblem[] {
+/** Zod issues as field problems, optionally tagged with the event's index. */
+export function problemsOf(error: z.ZodError, index?: number): FieldProblem[] {
   return error.issues.map((issue) => ({
     ...(index === undefined ? {} : { index }),
     path: issue.path.map(String).join('.') || '(body)',

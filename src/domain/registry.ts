@@ -2,7 +2,7 @@ import type { AnyStateMachine } from 'xstate';
 import { analyzeMachine, type EventRank, type MachineAnalysis } from './ranking.ts';
 import { orderingKey } from './ordering.ts';
 import { PromosyncError, type FieldProblem } from './errors.ts';
-import type { EventInput } from './event-schema.ts';
+import { eventSchema, problemsOf, type EventInput } from './event-schema.ts';
 
 /** A scalar attribute value. */
 export type FieldValue = string | number | boolean;
@@ -92,40 +92,92 @@ export class MachineRegistry {
     const problems: FieldProblem[] = [];
     const out: PreparedEvent[] = [];
     inputs.forEach((e, i) => {
-      const at = indexed ? { index: i } : {};
-      const info = this.byName.get(e.machine);
-      if (!info) {
-        problems.push({
+      const r = this.resolve(e, source, indexed ? i : undefined);
+      if ('problem' in r) problems.push(r.problem);
+      else out.push(r.event);
+    });
+    if (problems.length > 0) {
+      throw new PromosyncError('invalid_event', `${problems.length} problem(s) in the events`, { problems });
+    }
+    return out;
+  }
+
+  /**
+   * Validates raw events against the contract and their machines at once, so a client sees
+   * every problem of every event in one answer.
+   * @throws PromosyncError `invalid_event` listing them; nothing is returned unless all are valid.
+   */
+  validate(
+    raw: unknown[],
+    source: string,
+    indexed: boolean,
+  ): { inputs: EventInput[]; events: PreparedEvent[] } {
+    const problems: FieldProblem[] = [];
+    const inputs: EventInput[] = [];
+    const events: PreparedEvent[] = [];
+    raw.forEach((item, i) => {
+      const at = indexed ? i : undefined;
+      const parsed = eventSchema.safeParse(item);
+      if (!parsed.success) {
+        problems.push(...problemsOf(parsed.error, at));
+        return;
+      }
+      const r = this.resolve(parsed.data, source, at);
+      if ('problem' in r) problems.push(r.problem);
+      else {
+        inputs.push(parsed.data);
+        events.push(r.event);
+      }
+    });
+    if (problems.length > 0) {
+      throw new PromosyncError('invalid_event', `${problems.length} problem(s) in the events`, { problems });
+    }
+    return { inputs, events };
+  }
+
+  private resolve(
+    e: EventInput,
+    source: string,
+    index: number | undefined,
+  ): { event: PreparedEvent } | { problem: FieldProblem } {
+    const at = index === undefined ? {} : { index };
+    const info = this.byName.get(e.machine);
+    if (!info) {
+      return {
+        problem: {
           ...at,
           path: 'machine',
           message: `unknown machine "${e.machine}"; known: ${[...this.byName.keys()].join(', ')}`,
-        });
-        return;
-      }
-      const rank = info.events.get(e.type);
-      if (!rank) {
-        problems.push({
+        },
+      };
+    }
+    const rank = info.events.get(e.type);
+    if (!rank) {
+      return {
+        problem: {
           ...at,
           path: 'type',
           message: `"${e.type}" is not an event of machine "${e.machine}"; expected one of ${[...info.events.keys()].join(', ')}`,
-        });
-        return;
-      }
-      if (info.analysis.ordering === 'version' && e.version === undefined) {
-        problems.push({
+        },
+      };
+    }
+    if (info.analysis.ordering === 'version' && e.version === undefined) {
+      return {
+        problem: {
           ...at,
           path: 'version',
           message: `machine "${e.machine}" is ordered by version: version is required`,
-        });
-        return;
+        },
+      };
+    }
+    let data: Record<string, FieldValue> | null = null;
+    if (e.data) {
+      for (const [k, v] of Object.entries(e.data)) {
+        if (v !== null) (data ??= Object.create(null) as Record<string, FieldValue>)[k] = v;
       }
-      let data: Record<string, FieldValue> | null = null;
-      if (e.data) {
-        for (const [k, v] of Object.entries(e.data)) {
-          if (v !== null) (data ??= Object.create(null) as Record<string, FieldValue>)[k] = v;
-        }
-      }
-      out.push({
+    }
+    return {
+      event: {
         machine: e.machine,
         entityId: e.entityId,
         type: e.type,
@@ -137,11 +189,7 @@ export class MachineRegistry {
         merchantId: e.merchantId ?? null,
         data,
         occurredAt: e.occurredAt ?? null,
-      });
-    });
-    if (problems.length > 0) {
-      throw new PromosyncError('invalid_event', `${problems.length} problem(s) in the events`, { problems });
-    }
-    return out;
+      },
+    };
   }
 }

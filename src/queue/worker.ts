@@ -1,7 +1,6 @@
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { parseEvents } from '../domain/index.ts';
 import { PromosyncError } from '../domain/index.ts';
 import type { Outcome } from '../domain/index.ts';
 import type { MachineRegistry } from '../domain/index.ts';
@@ -89,11 +88,8 @@ export class EventWorker {
     try {
       const parsed = readJobData(job.data);
       wait = parsed.wait;
-      const events = this.opts.registry.prepare(
-        parseEvents(parsed.raw, parsed.raw.length > 1),
-        parsed.source,
-        parsed.raw.length > 1,
-      );
+      const indexed = parsed.raw.length > 1;
+      const { events } = this.opts.registry.validate(parsed.raw, parsed.source, indexed);
       batch = events.map((event) => ({ event, jobId: job.id ?? null }));
     } catch (err) {
       if (err instanceof PromosyncError) {

@@ -1,6 +1,6 @@
 import { Router } from 'express';
 import { z } from 'zod';
-import { parseEvents, splitBody } from '../../domain/index.ts';
+import { splitBody } from '../../domain/index.ts';
 import { PromosyncError } from '../../domain/index.ts';
 import type { MachineRegistry } from '../../domain/index.ts';
 import type { EventQueue } from '../../queue/index.ts';
@@ -31,8 +31,7 @@ export function eventsRouter(deps: {
     const raw = splitBody(req.body);
     const indexed =
       raw.length > 1 || (typeof req.body === 'object' && req.body !== null && 'events' in req.body);
-    const events = parseEvents(raw, indexed);
-    deps.registry.prepare(events, source, indexed);
+    const { inputs: events } = deps.registry.validate(raw, source, indexed);
     const denied = [...new Set(events.map((e) => e.machine))].filter((m) => !mayUseMachine(p, m));
     if (denied.length > 0) {
       throw new PromosyncError('forbidden', `this key may not push events of machine ${denied.join(', ')}`);
