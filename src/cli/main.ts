@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { registerServe } from './serve.ts';
 import { registerMachines } from './machines.ts';
 import { registerKeys } from './keys.ts';
+import { registerPurge } from './purge.ts';
 
 const program = new Command('promosync')
   .description(
@@ -12,6 +13,7 @@ const program = new Command('promosync')
 registerServe(program);
 registerMachines(program);
 registerKeys(program);
+registerPurge(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -6,3 +6,4 @@ export * from './machine-defs.ts';
 export * from './migrate.ts';
 export * from './pg-errors.ts';
 export * from './queries.ts';
+export * from './retention.ts';
