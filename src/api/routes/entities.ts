@@ -1,30 +1,11 @@
 import { Router, type Request } from 'express';
-import { z } from 'zod';
 import { PromosyncError } from '../../domain/index.ts';
 import type { MachineInfo, MachineRegistry } from '../../domain/index.ts';
 import type { PrismaClient } from '../../store/index.ts';
 import { getEntity, getEntityEvents, listEntities, type ReadScope } from '../../store/index.ts';
 import { authenticate, mayUseMachine, principalOf, type KeyVerifier } from '../auth.ts';
 import { parseQuery } from '../validate.ts';
-
-const idParam = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/);
-
-const listQuery = z.strictObject({
-  status: z.string().max(128).optional(),
-  updatedSince: z.iso
-    .datetime({ offset: true, error: 'updatedSince must be an ISO 8601 date-time' })
-    .optional(),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
-  cursor: z.string().max(512).optional(),
-});
-
-const eventsQuery = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
-  cursor: z
-    .string()
-    .regex(/^\d{1,19}$/, 'cursor is the nextCursor of the previous page')
-    .optional(),
-});
+import { eventsQuery, idParam, listQuery } from '../schemas.ts';
 
 /**
  * Read endpoints of every machine's collection (`/v1/promotions`, …). A merchant sees only

@@ -1,5 +1,4 @@
 import { Router } from 'express';
-import { z } from 'zod';
 import { splitBody } from '../../domain/index.ts';
 import { PromosyncError } from '../../domain/index.ts';
 import type { MachineRegistry } from '../../domain/index.ts';
@@ -7,11 +6,7 @@ import type { EventQueue } from '../../queue/index.ts';
 import type { Metrics } from '../../observability/index.ts';
 import { authenticate, mayUseMachine, principalOf, type KeyVerifier } from '../auth.ts';
 import { parseQuery } from '../validate.ts';
-
-const postQuery = z.strictObject({
-  wait: z.enum(['true', 'false']).optional(),
-  timeoutMs: z.coerce.number().int().min(1).max(120_000).optional(),
-});
+import { postQuery } from '../schemas.ts';
 
 /** `POST /v1/events`: validate, check the producer's scope, queue durably, optionally wait. */
 export function eventsRouter(deps: {
