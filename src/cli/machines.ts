@@ -19,7 +19,7 @@ function table(rows: string[][]): string {
 
 /** A human-readable report of one analysis. */
 export function formatAnalysis(a: MachineAnalysis): string {
-  const head = `machine ${a.name} (${a.ordering}-ordered, initial ${a.initial}, final ${a.finalStates.join(', ') || 'none'})`;
+  const head = `machine ${a.name} (${a.ordering}-ordered, initial ${a.initial || 'none'}, final ${a.finalStates.join(', ') || 'none'})`;
   const rows = [
     ['event', 'rank', 'target', 'from'],
     ...a.events.map((e) => [e.type, String(e.rank), e.target, e.from.join(', ') || '(start)']),

@@ -6,8 +6,9 @@ import { PromosyncError } from '../domain/index.ts';
 /** What changed for one machine since its definition was last stored. */
 export interface MachineSync {
   machine: string;
-  status: 'new' | 'unchanged' | 'reranked';
-  /** Rows whose keys were recomputed. */
+  /** `removed`: stored before, no longer in the registry (its rows were accepted as they are). */
+  status: 'new' | 'unchanged' | 'reranked' | 'removed';
+  /** Rows whose keys were recomputed; for `removed`, the rows left as they are. */
   rows: number;
 }
 
@@ -16,13 +17,24 @@ const RERANK_LOCK = 0x70726f6d; // "prom"
 
 const defHash = (def: unknown): string => createHash('sha256').update(JSON.stringify(def)).digest('hex');
 
+const rowsText = (n: string): string => `${n} ${n === '1' ? 'row' : 'rows'}`;
+
+const refused = (message: string): PromosyncError =>
+  new PromosyncError(
+    'machine_invalid',
+    `${message}; start with --accept-removed to keep those rows as they are (they stop changing)`,
+  );
+
 /**
- * Stores each machine's ranks and, where they changed since the stored definition,
- * re-ranks stored rows (their key and their fields' keys, from the stored event names)
- * in one transaction, before this process applies anything. Concurrent starts serialize
- * on an advisory lock, so rows are re-ranked once.
+ * Stores each machine's ranks and, where they changed since the stored definition (or no
+ * definition was stored although rows exist), re-ranks stored rows (their key and their
+ * fields' keys, from the stored event names) in one transaction, before this process
+ * applies anything. Concurrent starts serialize on an advisory lock, so rows are re-ranked once.
+ *
+ * Rows whose last event, or a field's writer, is an event type the machine no longer has
+ * keep that key as it was: there is no rank to recompute it from.
  * @throws PromosyncError `machine_invalid` when stored rows use a state or event type the
- * machine no longer has, unless `acceptRemoved`.
+ * machine no longer has, or belong to a machine no longer in the registry, unless `acceptRemoved`.
  */
 export async function syncMachineDefs(
   pool: Pool,
@@ -47,47 +59,70 @@ export async function syncMachineDefs(
         report.push({ machine: a.name, status: 'unchanged', rows: 0 });
         continue;
       }
+      // An event type is in use when a row's last event or one of its fields' writers is of it.
       const gone = await client.query<{ what: string; name: string; n: string }>(
         `SELECT 'state' AS what, status AS name, count(*)::text AS n FROM entity
            WHERE machine = $1 AND NOT (status = ANY($2::text[])) GROUP BY status
          UNION ALL
-         SELECT 'event type', last_event, count(*)::text FROM entity
-           WHERE machine = $1 AND NOT ($3::jsonb ? last_event) GROUP BY last_event`,
+         SELECT 'event type', u.name, count(DISTINCT u.entity_id)::text FROM (
+             SELECT entity_id, last_event AS name FROM entity WHERE machine = $1
+             UNION ALL
+             SELECT e.entity_id, f.value ->> 'e' FROM entity e CROSS JOIN LATERAL jsonb_each(e.fields) f
+              WHERE e.machine = $1
+           ) u
+           WHERE u.name IS NOT NULL AND NOT ($3::jsonb ? u.name) GROUP BY u.name
+         ORDER BY 1 DESC, 2`,
         [a.name, a.states, JSON.stringify(ranks)],
       );
       if (gone.rows.length > 0 && !options.acceptRemoved) {
-        const list = gone.rows.map((r) => `${r.what} "${r.name}" (${r.n} rows)`).join(', ');
-        throw new PromosyncError(
-          'machine_invalid',
+        const list = gone.rows.map((r) => `${r.what} "${r.name}" (${rowsText(r.n)})`).join(', ');
+        throw refused(
           `machine "${a.name}" no longer has ${list} that stored rows still use; ` +
-            'restore them, migrate the rows, or start with --accept-removed to keep those rows as they are',
+            'restore them or migrate the rows',
         );
       }
-      let updated = 0;
-      if (stored) {
-        // Keys are recomputed from the event names; rows whose event is gone keep their key.
-        const keyOf = (typeExpr: string, versionExpr: string): string =>
-          a.ordering === 'version'
-            ? `(coalesce(${versionExpr}, 0) * 512 + ($2::jsonb ->> ${typeExpr})::bigint)`
-            : `((($2::jsonb ->> ${typeExpr})::bigint << 53) + coalesce(${versionExpr}, 0))`;
-        const res = await client.query(
-          `UPDATE entity SET
+      // Keys are recomputed from the event names; rows whose event is gone keep their key.
+      // Also without a stored definition (a machine added again): recomputing is idempotent,
+      // and on a first start there are no rows.
+      const keyOf = (typeExpr: string, versionExpr: string): string =>
+        a.ordering === 'version'
+          ? `(coalesce(${versionExpr}, 0) * 512 + ($2::jsonb ->> ${typeExpr})::bigint)`
+          : `((($2::jsonb ->> ${typeExpr})::bigint << 53) + coalesce(${versionExpr}, 0))`;
+      const res = await client.query(
+        `UPDATE entity SET
              key = coalesce(${keyOf('last_event', 'version')}, key),
              fields = coalesce((SELECT jsonb_object_agg(f.key, CASE WHEN $2::jsonb ? (f.value ->> 'e')
                          THEN jsonb_set(f.value, '{k}', to_jsonb(${keyOf("(f.value ->> 'e')", "(f.value ->> 'n')::bigint")}))
                          ELSE f.value END)
                        FROM jsonb_each(fields) f), '{}'::jsonb)
            WHERE machine = $1`,
-          [a.name, JSON.stringify(ranks)],
-        );
-        updated = res.rowCount ?? 0;
-      }
+        [a.name, JSON.stringify(ranks)],
+      );
+      const updated = res.rowCount ?? 0;
       await client.query(
         `INSERT INTO machine_def (name, ordering, ranks, states, hash, updated_at) VALUES ($1, $2, $3, $4, $5, now())
          ON CONFLICT (name) DO UPDATE SET ordering = $2, ranks = $3, states = $4, hash = $5, updated_at = now()`,
         [a.name, a.ordering, JSON.stringify(ranks), a.states, hash],
       );
       report.push({ machine: a.name, status: stored ? 'reranked' : 'new', rows: updated });
+    }
+    // Machines stored before but no longer served: their rows would silently stop changing.
+    const names = registry.list().map((i) => i.analysis.name);
+    const { rows: removed } = await client.query<{ name: string; n: string }>(
+      `SELECT d.name, (SELECT count(*) FROM entity e WHERE e.machine = d.name)::text AS n
+         FROM machine_def d WHERE NOT (d.name = ANY($1::text[])) ORDER BY d.name`,
+      [names],
+    );
+    for (const r of removed) {
+      if (r.n !== '0' && !options.acceptRemoved) {
+        throw refused(
+          `machine "${r.name}" is no longer in the registry (machines/index.ts) but has ${rowsText(r.n)}; ` +
+            'add it back, or delete or move its rows',
+        );
+      }
+      // Forgotten, so a machine added again under this name re-ranks its rows as new.
+      await client.query('DELETE FROM machine_def WHERE name = $1', [r.name]);
+      report.push({ machine: r.name, status: 'removed', rows: Number(r.n) });
     }
     await client.query('COMMIT');
     return report;
