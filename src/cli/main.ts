@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerServe } from './serve.ts';
 import { registerMachines } from './machines.ts';
+import { registerInspect } from './inspect.ts';
 import { registerKeys } from './keys.ts';
 import { registerPurge } from './purge.ts';
 
@@ -12,6 +13,7 @@ const program = new Command('promosync')
   .exitOverride();
 registerServe(program);
 registerMachines(program);
+registerInspect(program);
 registerKeys(program);
 registerPurge(program);
 

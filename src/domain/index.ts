@@ -6,4 +6,5 @@ export * from './merge.ts';
 export * from './ordering.ts';
 export * from './ranking.ts';
 export * from './registry.ts';
+export * from './replay.ts';
 export { machineGraph, type MachineGraph, type Transition } from './machine-graph.ts';
