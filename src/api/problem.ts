@@ -3,12 +3,13 @@ import type { Logger } from 'pino';
 import { PromosyncError, type ErrorCode } from '../domain/index.ts';
 
 /** The one place error codes become HTTP statuses. */
-const STATUS: Record<ErrorCode, number> = {
+export const STATUS: Record<ErrorCode, number> = {
   invalid_event: 400,
   invalid_request: 400,
   invalid_json: 400,
   payload_too_large: 413,
   too_many_events: 413,
+  unsupported_media_type: 415,
   unknown_machine: 404,
   unauthorized: 401,
   forbidden: 403,
@@ -19,12 +20,13 @@ const STATUS: Record<ErrorCode, number> = {
   internal: 500,
 };
 
-const TITLE: Record<ErrorCode, string> = {
+export const TITLE: Record<ErrorCode, string> = {
   invalid_event: 'Invalid event',
   invalid_request: 'Invalid request',
   invalid_json: 'Malformed JSON',
   payload_too_large: 'Payload too large',
   too_many_events: 'Too many events',
+  unsupported_media_type: 'Unsupported media type',
   unknown_machine: 'Unknown machine',
   unauthorized: 'Unauthorized',
   forbidden: 'Forbidden',
@@ -71,7 +73,10 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
         problems: [{ path: '(body)', message: (err as Error).message }],
       });
     } else if (bp?.type === 'entity.too.large') {
-      problem = new PromosyncError('payload_too_large', 'the body is larger than this server accepts');
+      const limit = (err as { limit?: number }).limit;
+      problem = new PromosyncError('payload_too_large', 'the body is larger than this server accepts', {
+        problems: [{ path: '(body)', message: limit ? `at most ${limit} bytes` : 'too large' }],
+      });
     } else if (
       bp?.status === 415 ||
       bp?.type === 'charset.unsupported' ||

@@ -42,6 +42,10 @@ export const eventsQuery = z.strictObject({
   cursor: z
     .string()
     .regex(/^\d{1,19}$/, 'cursor is the nextCursor of the previous page')
+    .refine(
+      (c) => !/^\d+$/.test(c) || BigInt(c) <= 9223372036854775807n,
+      'cursor is the nextCursor of the previous page',
+    )
     .optional()
     .meta({ description: 'The nextCursor of the previous page, unchanged.' }),
 });
@@ -161,6 +165,7 @@ export const ERROR_CODES = [
   'invalid_json',
   'payload_too_large',
   'too_many_events',
+  'unsupported_media_type',
   'unknown_machine',
   'unauthorized',
   'forbidden',

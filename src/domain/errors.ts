@@ -5,6 +5,7 @@ export type ErrorCode =
   | 'invalid_json'
   | 'payload_too_large'
   | 'too_many_events'
+  | 'unsupported_media_type'
   | 'unknown_machine'
   | 'unauthorized'
   | 'forbidden'

@@ -9,7 +9,15 @@ export const MAX_DATA_BYTES = 16 * 1024;
 const idPattern = /^[A-Za-z0-9._:-]{1,128}$/;
 const fieldName = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 
-const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+/** Strings Postgres can store in text and jsonb: well-formed Unicode, no NUL. */
+const storable = (v: string): boolean => v.isWellFormed() && !v.includes('\u0000');
+
+const scalar = z.union([
+  z.string().refine(storable, 'strings must be well-formed Unicode without NUL characters'),
+  z.number(),
+  z.boolean(),
+  z.null(),
+]);
 
 /** `data`: a flat object of scalars, at most 16 KiB serialized. */
 export const dataSchema = z
@@ -46,7 +54,10 @@ export const eventSchema = z.strictObject({
     .string()
     .regex(idPattern, 'merchantId must be 1-128 characters of [A-Za-z0-9._:-]')
     .optional(),
-  occurredAt: z.iso.datetime({ offset: true, error: 'occurredAt must be an ISO 8601 date-time' }).optional(),
+  occurredAt: z.iso
+    .datetime({ offset: true, error: 'occurredAt must be an ISO 8601 date-time' })
+    .refine((v) => Number(v.slice(0, 4)) >= 1, 'occurredAt must be in the years 0001-9999')
+    .optional(),
   data: dataSchema.optional(),
 });
 
@@ -67,11 +78,33 @@ export const sourceSchema = source;
 
 /** Zod issues as field problems, optionally tagged with the event's index. */
 export function problemsOf(error: z.ZodError, index?: number): FieldProblem[] {
-  return error.issues.map((issue) => ({
-    ...(index === undefined ? {} : { index }),
-    path: issue.path.map(String).join('.') || '(body)',
-    message: issue.message,
-  }));
+  return error.issues.flatMap((issue) => {
+    const at = index === undefined ? {} : { index };
+    const base = issue.path.map(String).join('.');
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((k) => ({
+        ...at,
+        path: base ? `${base}.${k}` : k,
+        message: `unknown field "${k}"`,
+      }));
+    }
+    return [{ ...at, path: base || '(body)', message: issue.message }];
+  });
+}
+
+/**
+ * Problems zod cannot see: it skips an own `__proto__` key (which JSON.parse creates) in
+ * records and objects, so such keys are rejected here, on the raw input.
+ */
+export function rawProblems(item: unknown, index?: number): FieldProblem[] {
+  const at = index === undefined ? {} : { index };
+  const own = (o: unknown): boolean => typeof o === 'object' && o !== null && Object.hasOwn(o, '__proto__');
+  const out: FieldProblem[] = [];
+  if (own(item)) out.push({ ...at, path: '__proto__', message: 'unknown field "__proto__"' });
+  if (typeof item === 'object' && item !== null && own((item as { data?: unknown }).data)) {
+    out.push({ ...at, path: 'data.__proto__', message: 'field name __proto__ is not allowed' });
+  }
+  return out;
 }
 
 /**
@@ -119,9 +152,12 @@ export function parseEvents(raw: unknown[], indexed: boolean): EventInput[] {
   const out: EventInput[] = [];
   const problems: FieldProblem[] = [];
   raw.forEach((item, i) => {
+    const at = indexed ? i : undefined;
+    const early = rawProblems(item, at);
     const parsed = eventSchema.safeParse(item);
-    if (parsed.success) out.push(parsed.data);
-    else problems.push(...problemsOf(parsed.error, indexed ? i : undefined));
+    problems.push(...early);
+    if (!parsed.success) problems.push(...problemsOf(parsed.error, at));
+    else if (early.length === 0) out.push(parsed.data);
   });
   if (problems.length > 0) {
     throw new PromosyncError('invalid_event', `${problems.length} problem(s) in the events`, { problems });

@@ -96,6 +96,7 @@ export function machineGraph(
     transitions.push({ from: null, event: creationEvent, to: initial });
   }
 
+  const leafNames = new Set(leaves.map(nameOf));
   for (const leaf of leaves) {
     const handled = new Set<string>();
     // Inner states shadow their ancestors' handlers for the same event, as in XState.
@@ -158,6 +159,16 @@ export function machineGraph(
         }
         const to = [...ends][0];
         if (to === undefined) continue;
+        if (!leafNames.has(to)) {
+          diagnostics.push({
+            level: 'error',
+            code: 'unsupported_target',
+            state: where,
+            event,
+            message: `state ${where} sends "${event}" to ${to}, a history or parallel state that no single status can stand for`,
+          });
+          continue;
+        }
         noteEvent(event);
         transitions.push({ from: nameOf(leaf), event, to });
       }

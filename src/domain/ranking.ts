@@ -170,7 +170,7 @@ export function analyzeMachine(name: string, machine: AnyStateMachine): MachineA
     }
     reach.set(s, seen);
   }
-  const reachable0 = (a: string, b: string): boolean => a === b || reach.get(a)!.has(b);
+  const reachable0 = (a: string, b: string): boolean => a === b || (reach.get(a)?.has(b) ?? false);
 
   // Precedence: A before B when B's source can be reached from A's target.
   const edges = new Map<string, Set<string>>(eventOrder.map((e) => [e, new Set<string>()]));

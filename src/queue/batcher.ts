@@ -96,7 +96,8 @@ export class Batcher<I, O> {
       }
     } catch (err) {
       if (units.length > 1 && this.opts.isolate?.(err)) {
-        await Promise.all(units.map((u) => this.flush([u])));
+        // One at a time: a poisoned batch must not take more connections than a healthy one.
+        for (const u of units) await this.flush([u]);
       } else {
         for (const u of units) u.reject(err);
       }

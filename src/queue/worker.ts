@@ -5,7 +5,7 @@ import { PromosyncError } from '../domain/index.ts';
 import type { Outcome } from '../domain/index.ts';
 import type { MachineRegistry } from '../domain/index.ts';
 import type { AppliedEvent, BatchEvent } from '../store/index.ts';
-import { isTransient } from '../store/index.ts';
+import { isDataError, isTransient } from '../store/index.ts';
 import type { Metrics } from '../observability/index.ts';
 import { Batcher } from './batcher.ts';
 import { readJobData, type EventResult, type JobResult } from './job.ts';
@@ -30,6 +30,21 @@ export interface EventWorkerOptions {
   batchFlushMs?: number;
   /** Longest delay between two tries while the database is unreachable. @defaultValue 30000 */
   maxRetryDelayMs?: number;
+  /**
+   * How long this worker's lock on a job lasts unless renewed (it renews at half that). A job
+   * whose worker died is taken up again once its lock expired and a stalled check ran.
+   * @defaultValue 30000
+   */
+  lockDurationMs?: number;
+  /** How often to look for stalled jobs (their worker died) and queue them again. @defaultValue 30000 */
+  stalledIntervalMs?: number;
+  /**
+   * Times a job may stall before BullMQ fails it for good. Applying a job again is harmless
+   * (idempotent, order-free), so this only needs to stop a job that keeps killing its worker;
+   * BullMQ's own default of 1 would fail a job whose worker was killed twice.
+   * @defaultValue 10
+   */
+  maxStalledCount?: number;
 }
 
 /**
@@ -68,6 +83,9 @@ export class EventWorker {
       connection,
       concurrency: concurrency ?? 64,
       autorun: true,
+      lockDuration: this.opts.lockDurationMs ?? 30_000,
+      stalledInterval: this.opts.stalledIntervalMs ?? 30_000,
+      maxStalledCount: this.opts.maxStalledCount ?? 10,
     });
     this.worker.on('error', (err) => this.opts.logger.error({ err }, 'worker error'));
     this.worker.on('failed', (job, err) => {
@@ -117,6 +135,13 @@ export class EventWorker {
         log.warn({ err: String(err), delay }, 'database unavailable, job delayed');
         await job.moveToDelayed(Date.now() + delay, token);
         throw new DelayedError();
+      }
+      if (isDataError(err)) {
+        // The batcher already isolated this job: its own data cannot be stored. Keep it in the failed set.
+        log.warn({ err: String(err) }, 'job data cannot be stored');
+        throw new UnrecoverableError(
+          `data cannot be stored: ${err instanceof Error ? err.message : String(err)}`,
+        );
       }
       throw err;
     }

@@ -67,12 +67,21 @@ ev1 AS (
   LEFT JOIN base b USING (machine, entity_id)
   LEFT JOIN fresh_ids f ON f.source = i.source AND f.event_id = i.event_id
 ),
-ev2 AS (
+ev1k AS (
+  -- Duplicates by key among fresh events. Only events after the owner is known can be
+  -- rejected, so up to the event that sets the owner this equals the final replay.
   SELECT ev1.*,
-         coalesce(row_merchant, first_value(CASE WHEN fresh THEN merchant_id END) OVER (
-           PARTITION BY machine, entity_id ORDER BY (fresh AND merchant_id IS NOT NULL) DESC, idx
-           ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS owner
+         coalesce(fresh AND key = greatest(row_key, max(key) FILTER (WHERE fresh) OVER (
+            PARTITION BY machine, entity_id ORDER BY idx ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)), false) AS key_dup
   FROM ev1
+),
+ev2 AS (
+  -- The owner: the row's merchant, else that of the first event that carries one and changes something.
+  SELECT ev1k.*,
+         coalesce(row_merchant, first_value(CASE WHEN fresh AND NOT key_dup THEN merchant_id END) OVER (
+           PARTITION BY machine, entity_id ORDER BY (fresh AND NOT key_dup AND merchant_id IS NOT NULL) DESC, idx
+           ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS owner
+  FROM ev1k
 ),
 ev3 AS (
   SELECT ev2.*,

@@ -35,3 +35,12 @@ export function isTransient(err: unknown): boolean {
     message,
   );
 }
+
+/**
+ * The data itself cannot be stored (SQLSTATE class 22, data exception, e.g. a value out of
+ * range): running it again cannot succeed.
+ */
+export function isDataError(err: unknown): boolean {
+  const code = codeOf(err);
+  return code !== undefined && code.startsWith('22');
+}

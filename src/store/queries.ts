@@ -153,7 +153,7 @@ export async function getEntityEvents(
     orderBy: { id: 'asc' },
     take: page.limit + 1,
   });
-  if (rows.length === 0 && page.after === undefined) {
+  if (rows.length === 0) {
     const exists = await prisma.entity.count({ where: { machine, entityId } });
     if (exists === 0) return null;
   }

@@ -383,8 +383,9 @@ describe('bad input over REST', () => {
 
     it('a body that is not sent as application/json is refused', async () => {
       const problem = await expectRefused(() => postRaw(JSON.stringify(valid), 'text/plain'), {
-        status: 400,
-        code: 'invalid_request',
+        status: 415,
+        code: 'unsupported_media_type',
+        problems: [{ path: 'content-type' }],
       });
       expect(problem.detail).toContain('application/json');
     });
@@ -392,7 +393,7 @@ describe('bad input over REST', () => {
     it('a body without a content type is refused', async () => {
       const problem = await expectRefused(
         () => h.request('/v1/events', { method: 'POST', body: new Blob([JSON.stringify(valid)]) }),
-        { status: 400, code: 'invalid_request' },
+        { status: 415, code: 'unsupported_media_type', problems: [{ path: 'content-type' }] },
       );
       expect(problem.detail).toContain('application/json');
     });

@@ -229,7 +229,7 @@ describe('Batcher', () => {
     // Bug (src/queue/batcher.ts, flush): the unit-by-unit retry runs every unit of the failed
     // batch at once (Promise.all), so a failing batch of N units runs N statements in parallel
     // whatever maxInFlight says.
-    it.fails('isolating the bad unit still runs at most maxInFlight batches at once', async () => {
+    it('isolating the bad unit still runs at most maxInFlight batches at once', async () => {
       let open = 0;
       let maxOpen = 0;
       const run = vi.fn(async (items: number[]) => {

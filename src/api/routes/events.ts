@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import express, { Router, type NextFunction, type Request, type Response } from 'express';
 import { splitBody } from '../../domain/index.ts';
 import { PromosyncError } from '../../domain/index.ts';
 import type { MachineRegistry } from '../../domain/index.ts';
@@ -8,47 +8,68 @@ import { authenticate, mayUseMachine, principalOf, type KeyVerifier } from '../a
 import { parseQuery } from '../validate.ts';
 import { postQuery } from '../schemas.ts';
 
+function contentType(req: Request, _res: Response, next: NextFunction): void {
+  if (!req.is('application/json') && !req.is('application/*+json')) {
+    throw new PromosyncError('unsupported_media_type', 'send the events as application/json', {
+      problems: [
+        {
+          path: 'content-type',
+          message: `expected application/json, got ${req.headers['content-type'] ?? 'nothing'}`,
+        },
+      ],
+    });
+  }
+  next();
+}
+
 /** `POST /v1/events`: validate, check the producer's scope, queue durably, optionally wait. */
 export function eventsRouter(deps: {
   registry: MachineRegistry;
   queue: EventQueue;
   verify: KeyVerifier;
   metrics?: Metrics;
+  /** Largest request body. @defaultValue '17mb' (1000 events of 16 KiB data) */
+  bodyLimit?: string;
 }): Router {
   const router = Router();
-  router.post('/v1/events', authenticate(deps.verify, ['producer', 'admin']), async (req, res) => {
-    const query = parseQuery(postQuery, req.query);
-    const p = principalOf(req);
-    const source = p.role === 'producer' ? p.source! : 'admin';
-    if (!req.is('application/json') && !req.is('application/*+json')) {
-      throw new PromosyncError('invalid_request', 'send the events as application/json');
-    }
-    const raw = splitBody(req.body);
-    const indexed =
-      raw.length > 1 || (typeof req.body === 'object' && req.body !== null && 'events' in req.body);
-    const { inputs: events } = deps.registry.validate(raw, source, indexed);
-    const denied = [...new Set(events.map((e) => e.machine))].filter((m) => !mayUseMachine(p, m));
-    if (denied.length > 0) {
-      throw new PromosyncError('forbidden', `this key may not push events of machine ${denied.join(', ')}`);
-    }
-    const wait = query.wait === 'true';
-    const jobId = await deps.queue.enqueue(events, source, wait);
-    for (const e of events) deps.metrics?.received.inc({ machine: e.machine, source });
-    if (!wait) {
-      res.status(202).json({ accepted: events.length, jobId });
-      return;
-    }
-    try {
-      const result = await deps.queue.waitFor(jobId, query.timeoutMs ?? 30_000);
-      res.status(200).json({ accepted: events.length, jobId, results: result.results ?? [] });
-    } catch (err) {
-      if (err instanceof Error && /timed out|timeout/i.test(err.message)) {
-        // Accepted and queued: it will be applied, we just stopped waiting.
-        res.status(202).json({ accepted: events.length, jobId, pending: true });
+  // The body is read only once the key is known: anonymous clients cost no parsing.
+  const json = express.json({ limit: deps.bodyLimit ?? '17mb', type: () => true, strict: false });
+  router.post(
+    '/v1/events',
+    authenticate(deps.verify, ['producer', 'admin']),
+    contentType,
+    json,
+    async (req, res) => {
+      const query = parseQuery(postQuery, req.query);
+      const p = principalOf(req);
+      const source = p.role === 'producer' ? p.source! : 'admin';
+      const raw = splitBody(req.body);
+      const indexed =
+        raw.length > 1 || (typeof req.body === 'object' && req.body !== null && 'events' in req.body);
+      const { inputs: events } = deps.registry.validate(raw, source, indexed);
+      const denied = [...new Set(events.map((e) => e.machine))].filter((m) => !mayUseMachine(p, m));
+      if (denied.length > 0) {
+        throw new PromosyncError('forbidden', `this key may not push events of machine ${denied.join(', ')}`);
+      }
+      const wait = query.wait === 'true';
+      const jobId = await deps.queue.enqueue(events, source, wait);
+      for (const e of events) deps.metrics?.received.inc({ machine: e.machine, source });
+      if (!wait) {
+        res.status(202).json({ accepted: events.length, jobId });
         return;
       }
-      throw err;
-    }
-  });
+      try {
+        const result = await deps.queue.waitFor(jobId, query.timeoutMs ?? 30_000);
+        res.status(200).json({ accepted: events.length, jobId, results: result.results ?? [] });
+      } catch (err) {
+        if (err instanceof Error && /timed out|timeout/i.test(err.message)) {
+          // Accepted and queued: it will be applied, we just stopped waiting.
+          res.status(202).json({ accepted: events.length, jobId, pending: true });
+          return;
+        }
+        throw err;
+      }
+    },
+  );
   return router;
 }
