@@ -105,6 +105,8 @@ export function machineGraph(
       for (const [event, defs] of node.transitions) {
         if (handled.has(event)) continue;
         handled.add(event);
+        // Delayed transitions are reported once, as `after`, where they are declared.
+        if (event.startsWith('xstate.after')) continue;
         if (event === '*' || event.endsWith('.*')) {
           diagnostics.push({
             level: 'error',
@@ -173,6 +175,15 @@ export function machineGraph(
         transitions.push({ from: nameOf(leaf), event, to });
       }
     }
+  }
+
+  // A handler on a parent state is seen once per child leaf: report each finding once.
+  const seenDiagnostics = new Set<string>();
+  for (let i = diagnostics.length - 1; i >= 0; i--) {
+    const d = diagnostics[i]!;
+    const id = `${d.code}|${d.state ?? ''}|${d.event ?? ''}`;
+    if (seenDiagnostics.has(id)) diagnostics.splice(i, 1);
+    seenDiagnostics.add(id);
   }
 
   return {
