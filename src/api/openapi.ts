@@ -11,6 +11,7 @@ import {
 } from '../domain/index.ts';
 import * as api from './schemas.ts';
 import { renderDocsPage } from './docs-page.ts';
+import { STATUS } from './problem.ts';
 
 /** A JSON Schema (draft 2020-12, the dialect of OpenAPI 3.1). */
 export type JsonSchema = { [key: string]: unknown };
@@ -72,32 +73,13 @@ export interface OpenApiDocument {
   };
 }
 
-/**
- * The HTTP status of each error code. The API's problem handler maps codes the same way;
- * the OpenAPI test checks both agree.
- */
-export const PROBLEM_STATUS: Readonly<Record<ErrorCode, number>> = {
-  invalid_event: 400,
-  invalid_request: 400,
-  invalid_json: 400,
-  payload_too_large: 413,
-  too_many_events: 413,
-  unknown_machine: 404,
-  unauthorized: 401,
-  forbidden: 403,
-  not_found: 404,
-  rate_limited: 429,
-  unavailable: 503,
-  machine_invalid: 500,
-  internal: 500,
-};
-
 /** What each error code means to a client, for the documentation. */
 export const ERROR_MEANING: Readonly<Record<ErrorCode, string>> = {
   invalid_event:
     'An event breaks the contract or its machine; errors[] names each field and what was expected. Nothing was queued.',
-  invalid_request: 'A query parameter, the content type or a cursor is not valid.',
+  invalid_request: 'A query parameter or a cursor is not valid.',
   invalid_json: 'The body is not valid JSON.',
+  unsupported_media_type: 'The body is not sent as application/json.',
   payload_too_large: 'The body is larger than the server accepts.',
   too_many_events: `More than ${MAX_EVENTS_PER_REQUEST} events in one request: split the batch.`,
   unknown_machine: 'No machine of that name.',
@@ -117,6 +99,7 @@ const REASON: Record<number, string> = {
   403: 'Forbidden',
   404: 'Not found',
   413: 'Payload too large',
+  415: 'Unsupported media type',
   429: 'Too many requests',
   500: 'Internal error',
   503: 'Service unavailable',
@@ -222,7 +205,7 @@ const EXAMPLE_ENTITY = {
 function problemResponses(): Record<string, ResponseObject> {
   const byStatus = new Map<number, ErrorCode[]>();
   for (const code of api.ERROR_CODES) {
-    const status = PROBLEM_STATUS[code];
+    const status = STATUS[code];
     byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
   }
   const out: Record<string, ResponseObject> = {};
@@ -332,11 +315,19 @@ export function buildOpenApi(registry: MachineRegistry): OpenApiDocument {
         '401': problemRef(401),
         '403': problemRef(403),
         '413': problemRef(413),
+        '415': problemRef(415),
         '503': problemRef(503),
       },
     },
   };
 
+  const machineName: Parameter = {
+    name: 'name',
+    in: 'path',
+    required: true,
+    schema: { type: 'string', enum: machines.map((m) => m.analysis.name) },
+    example: machines[0]?.analysis.name ?? 'promotion',
+  };
   paths['/v1/machines'] = {
     get: {
       operationId: 'listMachines',
@@ -355,17 +346,33 @@ export function buildOpenApi(registry: MachineRegistry): OpenApiDocument {
       summary: 'One machine: definition summary, ranks and diagnostics',
       tags: ['machines'],
       'x-roles': READ_ROLES,
-      parameters: [
-        {
-          name: 'name',
-          in: 'path',
-          required: true,
-          schema: { type: 'string', enum: machines.map((m) => m.analysis.name) },
-          example: machines[0]?.analysis.name ?? 'promotion',
-        },
-      ],
+      parameters: [machineName],
       responses: {
         '200': { description: 'The machine', content: json(ref('Machine')) },
+        '401': problemRef(401),
+        '404': problemRef(404),
+      },
+    },
+  };
+
+  paths['/v1/machines/{name}/diagram'] = {
+    get: {
+      operationId: 'getMachineDiagram',
+      summary: 'The machine as a diagram, with its event ranks',
+      description:
+        'An SVG of the states and transitions, each event labelled with its rank. Browsers (Accept: text/html) get a page around it with the ranks as a table and the analysis notes; format overrides the choice.',
+      tags: ['machines'],
+      'x-roles': READ_ROLES,
+      parameters: [machineName, ...queryParameters(api.diagramQuery, { format: 'svg' })],
+      responses: {
+        '200': {
+          description: 'The diagram',
+          content: {
+            'image/svg+xml': { schema: { type: 'string' } },
+            'text/html': { schema: { type: 'string' } },
+          },
+        },
+        '400': problemRef(400),
         '401': problemRef(401),
         '404': problemRef(404),
       },

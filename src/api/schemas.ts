@@ -50,6 +50,14 @@ export const eventsQuery = z.strictObject({
     .meta({ description: 'The nextCursor of the previous page, unchanged.' }),
 });
 
+/** Query of `GET /v1/machines/{name}/diagram`. */
+export const diagramQuery = z.strictObject({
+  format: z
+    .enum(['svg', 'html'], { error: 'format must be svg or html' })
+    .optional()
+    .meta({ description: 'svg (the default for tools), or html: a page with the diagram and the ranks.' }),
+});
+
 const outcome = z.enum(['applied', 'stale', 'duplicate', 'rejected']);
 const attributeValue = z.union([z.string(), z.number(), z.boolean()]);
 const timestamp = z.iso.datetime();

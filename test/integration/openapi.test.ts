@@ -5,8 +5,8 @@ import { startHarness, type Harness } from '../helpers/harness.ts';
 import { REDIS_URL } from '../helpers/db.ts';
 import { validates } from '../helpers/json-schema.ts';
 import { createApp } from '../../src/api/index.ts';
-import { ERROR_MEANING, PROBLEM_STATUS, type OpenApiDocument } from '../../src/api/openapi.ts';
-import { sendProblem } from '../../src/api/problem.ts';
+import { ERROR_MEANING, type OpenApiDocument } from '../../src/api/openapi.ts';
+import { sendProblem, STATUS } from '../../src/api/problem.ts';
 import { PromosyncError, type ErrorCode } from '../../src/domain/index.ts';
 import { EventQueue, createRedis } from '../../src/queue/index.ts';
 
@@ -227,7 +227,7 @@ describe('the OpenAPI document', () => {
     const documented = Object.values(doc.components.responses).flatMap((r) =>
       (r['x-problem']?.codes ?? []).map((c) => [c.code, r['x-problem']!.status] as const),
     );
-    const codes = Object.keys(PROBLEM_STATUS) as ErrorCode[];
+    const codes = Object.keys(STATUS) as ErrorCode[];
     expect(documented.map(([c]) => c).sort()).toEqual([...codes].sort());
     expect(Object.keys(ERROR_MEANING).sort()).toEqual([...codes].sort());
     for (const [code, status] of documented) {
