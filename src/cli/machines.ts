@@ -3,7 +3,7 @@ import { pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
 import type { AnyStateMachine } from 'xstate';
 import { machines as registered } from '../../machines/index.ts';
-import { analyzeMachine, type MachineAnalysis } from '../domain/index.ts';
+import { analyzeMachine, renderMachineSvg, type MachineAnalysis } from '../domain/index.ts';
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -55,9 +55,9 @@ async function machinesOf(file: string): Promise<Record<string, AnyStateMachine>
   return out;
 }
 
-/** `machines check|export`. */
+/** `machines check|export|diagram`. */
 export function registerMachines(program: Command): void {
-  const cmd = program.command('machines').description('check and export the machine definitions');
+  const cmd = program.command('machines').description('check, export and draw the machine definitions');
   cmd
     .command('check')
     .description("print each machine's events, ranks, targets and diagnostics; exit 1 on any error")
@@ -95,5 +95,15 @@ export function registerMachines(program: Command): void {
       process.stdout.write(
         `import { createMachine } from 'xstate';\n\nexport const machine = createMachine(${JSON.stringify(m.config, null, 2)});\n`,
       );
+    });
+  cmd
+    .command('diagram')
+    .description("print a machine as an SVG diagram: states, transitions and each event's rank")
+    .argument('<name>', 'machine name, e.g. promotion')
+    .addHelpText('after', '\nExample:\n  promosync machines diagram campaign > campaign.svg')
+    .action((name: string) => {
+      const m = registered[name];
+      if (!m) throw new Error(`no machine ${name}; known: ${Object.keys(registered).join(', ')}`);
+      process.stdout.write(`${renderMachineSvg(analyzeMachine(name, m))}\n`);
     });
 }

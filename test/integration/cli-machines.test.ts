@@ -160,6 +160,20 @@ describe('promosync machines check|export', () => {
     }
   });
 
+  it('draws a machine as SVG', async () => {
+    const r = await promosync('machines', 'diagram', 'promotion');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    for (const [type, rank] of [
+      ['create', 1],
+      ['activate', 2],
+      ['complete', 3],
+      ['delete', 4],
+    ]) {
+      expect(r.stdout).toContain(`data-event="${type}" data-rank="${rank}"`);
+    }
+  });
+
   it('names the known machines when exporting an unknown one', async () => {
     const r = await promosync('machines', 'export', 'nope');
     expect(r.code).toBe(1);
