@@ -1,9 +1,9 @@
 import { Router, type Request } from 'express';
-import { z } from 'zod';
 import { PromosyncError, renderMachineSvg } from '../../domain/index.ts';
 import type { MachineInfo, MachineRegistry } from '../../domain/index.ts';
 import { authenticate, type KeyVerifier } from '../auth.ts';
 import { parseQuery } from '../validate.ts';
+import { diagramQuery } from '../schemas.ts';
 
 /** The machine as the API shows it: definition summary, ranks and diagnostics. */
 export function machineView(info: MachineInfo): Record<string, unknown> {
@@ -21,10 +21,6 @@ export function machineView(info: MachineInfo): Record<string, unknown> {
     ok: a.ok,
   };
 }
-
-const diagramQuery = z.strictObject({
-  format: z.enum(['svg', 'html'], { error: 'format must be svg or html' }).optional(),
-});
 
 const esc = (s: string): string =>
   s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
