@@ -19,11 +19,7 @@ const defHash = (def: unknown): string => createHash('sha256').update(JSON.strin
 
 const rowsText = (n: string): string => `${n} ${n === '1' ? 'row' : 'rows'}`;
 
-const refused = (message: string): PromosyncError =>
-  new PromosyncError(
-    'machine_invalid',
-    `${message}; start with --accept-removed to keep those rows as they are (they stop changing)`,
-  );
+const ACCEPT = 'start with --accept-removed to keep those rows as they are';
 
 /**
  * Stores each machine's ranks and, where they changed since the stored definition (or no
@@ -76,9 +72,10 @@ export async function syncMachineDefs(
       );
       if (gone.rows.length > 0 && !options.acceptRemoved) {
         const list = gone.rows.map((r) => `${r.what} "${r.name}" (${rowsText(r.n)})`).join(', ');
-        throw refused(
-          `machine "${a.name}" no longer has ${list} that stored rows still use; ` +
-            'restore them or migrate the rows',
+        throw new PromosyncError(
+          'machine_invalid',
+          `machine "${a.name}" no longer has ${list} that stored rows still use; restore them, ` +
+            `migrate the rows, or ${ACCEPT} (their keys are not recomputed; later events still apply by key)`,
         );
       }
       // Keys are recomputed from the event names; rows whose event is gone keep their key.
@@ -115,9 +112,10 @@ export async function syncMachineDefs(
     );
     for (const r of removed) {
       if (r.n !== '0' && !options.acceptRemoved) {
-        throw refused(
+        throw new PromosyncError(
+          'machine_invalid',
           `machine "${r.name}" is no longer in the registry (machines/index.ts) but has ${rowsText(r.n)}; ` +
-            'add it back, or delete or move its rows',
+            `add it back, delete its rows, or ${ACCEPT} (events for it are rejected from now on)`,
         );
       }
       // Forgotten, so a machine added again under this name re-ranks its rows as new.

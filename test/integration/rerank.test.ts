@@ -289,6 +289,9 @@ describe('re-ranking stored rows when a machine changes', () => {
     expect(BigInt(active.key)).toBe(orderingKey('rank', rank(v3, 'promotion', 'activate'), 2));
     // The next start finds the accepted definition unchanged and no longer asks.
     expect((await syncMachineDefs(pool, v3))[0]!.status).toBe('unchanged');
+    // Later events still apply to the kept rows, compared with the key they kept.
+    expect(await applyEach(pool, v3, [promo('p-done', 'delete', 4)])).toEqual(['applied']);
+    expect((await rowOf(pool, 'promotion', 'p-done')).status).toBe('DELETED');
   });
 
   it('refuses to start without a machine that still has rows; accepted, re-adding it re-ranks its rows', async () => {
