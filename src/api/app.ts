@@ -11,6 +11,8 @@ import { eventsRouter } from './routes/events.ts';
 import { entitiesRouter } from './routes/entities.ts';
 import { machinesRouter } from './routes/machines.ts';
 import { healthRouter, type Probe } from './routes/health.ts';
+import { apiDocsRouter } from './openapi.ts';
+import { dashboardRouter } from './dashboard.ts';
 
 export interface AppDeps {
   registry: MachineRegistry;
@@ -69,6 +71,8 @@ export function createApp(deps: AppDeps): Express {
   app.use(eventsRouter(deps));
   app.use(machinesRouter(deps));
   app.use(entitiesRouter(deps));
+  app.use(apiDocsRouter(deps));
+  app.use(dashboardRouter({ queue: deps.queue.queue, verify: deps.verify }));
   app.use(() => {
     throw new PromosyncError('not_found', 'no such endpoint');
   });
