@@ -19,6 +19,8 @@ const schema = z.object({
   JOB_ATTEMPTS: int(25, 1, 1000),
   JOB_BACKOFF_MS: int(500, 1, 3_600_000),
   DATA_DIR: z.string().default('.data'),
+  PROMOSYNC_URL: z.string().url().optional(),
+  PROMOSYNC_KEY: z.string().optional(),
 });
 
 /** promosync's configuration, read from the environment once (see the README's table). */
@@ -42,6 +44,10 @@ export interface Config {
   jobAttempts: number;
   jobBackoffMs: number;
   dataDir: string;
+  /** Client commands (`send`): the API to talk to; unset means the running `start`'s, or http://127.0.0.1:3000. */
+  apiUrl: string | undefined;
+  /** Client commands (`send`): the API key to use. */
+  apiKey: string | undefined;
 }
 
 /**
@@ -70,5 +76,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     jobAttempts: e.JOB_ATTEMPTS,
     jobBackoffMs: e.JOB_BACKOFF_MS,
     dataDir: e.DATA_DIR,
+    apiUrl: e.PROMOSYNC_URL,
+    apiKey: e.PROMOSYNC_KEY,
   });
 }

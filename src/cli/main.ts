@@ -3,6 +3,9 @@ import { registerServe } from './serve.ts';
 import { registerMachines } from './machines.ts';
 import { registerInspect } from './inspect.ts';
 import { registerKeys } from './keys.ts';
+import { registerSend } from './send.ts';
+import { registerFailed } from './failed.ts';
+import { registerRebuild } from './rebuild.ts';
 import { registerPurge } from './purge.ts';
 
 const program = new Command('promosync')
@@ -15,6 +18,9 @@ registerServe(program);
 registerMachines(program);
 registerInspect(program);
 registerKeys(program);
+registerSend(program);
+registerFailed(program);
+registerRebuild(program);
 registerPurge(program);
 
 try {

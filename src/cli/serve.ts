@@ -1,31 +1,128 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../config.ts';
-import { createLogger, startService } from '../service.ts';
-import { migrate } from '../store/index.ts';
+import type { Logger } from 'pino';
+import { loadConfig, type Config } from '../config.ts';
+import { createLogger, startService, type Service } from '../service.ts';
+import { createKey, migrate } from '../store/index.ts';
+import { startBackends, writeRunningInfo, type Backends } from '../runtime/index.ts';
 import { runUntilSignal } from './run.ts';
+import { startBanner } from './start-banner.ts';
 
-/** `start`, `api` and `worker`: the long-running processes. */
-export function registerServe(program: Command): void {
-  const serve = async (mode: 'start' | 'api' | 'worker', o: { acceptRemoved?: boolean }): Promise<void> => {
-    const config = loadConfig();
-    const logger = createLogger(config.logLevel);
-    if (!config.databaseUrl) throw new Error('DATABASE_URL is not set');
+export type ServeMode = 'start' | 'api' | 'worker';
+
+export interface LaunchOptions {
+  mode: ServeMode;
+  config: Readonly<Config>;
+  logger: Logger;
+  /** Start even if stored rows use states or events the machines no longer have. */
+  acceptRemoved?: boolean;
+  /** `start`: the Redis tried when REDIS_URL is unset, before a private one. @defaultValue redis://127.0.0.1:6379 */
+  defaultRedisUrl?: string;
+  /** `start`: the binary of a private Redis. @defaultValue 'redis-server' */
+  redisCommand?: string;
+}
+
+/** A running `start`, `api` or `worker`, with what a person at the terminal should read. */
+export interface Launched {
+  service: Service;
+  /** `start`: the database and Redis in use, and which of them this process runs. */
+  backends?: Backends;
+  /** The API's base URL, when this process serves it. */
+  apiUrl?: string;
+  /** The admin key created for a new embedded database; it exists nowhere else. */
+  firstKey?: string;
+  /** Human-readable summary: URLs and, for `start`, a copy-paste example. */
+  banner: string;
+  close(): Promise<void>;
+}
+
+/**
+ * What `promosync start|api|worker` do before waiting for a signal. `start` also provides
+ * the backing services (an embedded Postgres and a private Redis when none is configured,
+ * see {@link startBackends}), applies migrations, and on a new embedded database creates a
+ * first admin key, so `npm start` alone gives a working system.
+ */
+export async function launch(opts: LaunchOptions): Promise<Launched> {
+  const { mode, logger } = opts;
+  let backends: Backends | undefined;
+  let config = opts.config;
+  if (mode === 'start') {
+    backends = await startBackends({
+      config,
+      logger,
+      ...(opts.defaultRedisUrl ? { defaultRedisUrl: opts.defaultRedisUrl } : {}),
+      ...(opts.redisCommand ? { redisCommand: opts.redisCommand } : {}),
+    });
+    config = Object.freeze({ ...config, databaseUrl: backends.databaseUrl, redisUrl: backends.redisUrl });
+  } else if (!config.databaseUrl) {
+    throw new Error(
+      `DATABASE_URL is not set: \`promosync ${mode}\` runs against a shared Postgres (use \`promosync start\` for the embedded one)`,
+    );
+  }
+
+  let service: Service | undefined;
+  let forgetRunning: (() => Promise<void>) | undefined;
+  const close = async (): Promise<void> => {
+    await service?.close();
+    await forgetRunning?.();
+    await backends?.close();
+  };
+  try {
     if (mode === 'start') {
-      const report = await migrate(config.databaseUrl);
+      const report = await migrate(config.databaseUrl!);
       if (report.applied.length > 0) logger.info({ applied: report.applied }, 'migrations applied');
     }
-    const service = await startService({
+    service = await startService({
       config,
       logger,
       api: mode !== 'worker',
       worker: mode !== 'api',
-      acceptRemoved: o.acceptRemoved ?? false,
+      acceptRemoved: opts.acceptRemoved ?? false,
     });
-    if (service.port !== undefined) {
-      const base = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${service.port}`;
-      process.stderr.write(`promosync ${mode}: API on ${base} (health ${base}/healthz)\n`);
+    const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+    const apiUrl = service.port === undefined ? undefined : `http://${host}:${service.port}`;
+
+    let firstKey: string | undefined;
+    if (backends?.embeddedPostgres && (await service.db.prisma.apiKey.count()) === 0) {
+      firstKey = (
+        await createKey(service.db.prisma, { role: 'admin', label: 'first key, created by promosync start' })
+      ).key;
+      logger.info('created a first admin key for the new embedded database');
     }
-    await runUntilSignal(service);
+    if (backends?.embeddedPostgres || backends?.privateRedis) {
+      forgetRunning = await writeRunningInfo(config.dataDir, {
+        ...(apiUrl ? { apiUrl } : {}),
+        ...(backends.embeddedPostgres ? { databaseUrl: backends.databaseUrl } : {}),
+        ...(backends.privateRedis ? { redisUrl: backends.redisUrl } : {}),
+      });
+    }
+    const banner =
+      mode === 'start' && backends
+        ? startBanner({ apiUrl, backends, firstKey, dataDir: config.dataDir })
+        : apiUrl
+          ? `promosync ${mode}: API on ${apiUrl} (health ${apiUrl}/healthz)\n`
+          : `promosync ${mode}: worker on queue ${config.queueName}\n`;
+    return {
+      service,
+      ...(backends ? { backends } : {}),
+      ...(apiUrl ? { apiUrl } : {}),
+      ...(firstKey ? { firstKey } : {}),
+      banner,
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** `start`, `api`, `worker` and `migrate`. */
+export function registerServe(program: Command): void {
+  const serve = async (mode: ServeMode, o: { acceptRemoved?: boolean }): Promise<void> => {
+    const config = loadConfig();
+    const logger = createLogger(config.logLevel);
+    const launched = await launch({ mode, config, logger, acceptRemoved: o.acceptRemoved ?? false });
+    process.stderr.write(launched.banner);
+    await runUntilSignal({ ...launched.service, close: launched.close });
   };
   const accept = '--accept-removed';
   const acceptHelp = 'start even if stored rows use states or events the machines no longer have';
@@ -35,22 +132,39 @@ export function registerServe(program: Command): void {
     .option(accept, acceptHelp)
     .addHelpText(
       'after',
-      '\nExample:\n  DATABASE_URL=postgresql://postgres@127.0.0.1/promosync REDIS_URL=redis://127.0.0.1:6379 promosync start',
+      `
+With no DATABASE_URL, start uses an embedded Postgres (PGlite) under $DATA_DIR/pglite
+(default .data/pglite). With no REDIS_URL, it uses the Redis on 127.0.0.1:6379 if one
+answers, or starts a private redis-server from PATH under $DATA_DIR/redis.
+
+Examples:
+  npm start                     # everything embedded, data in .data/
+  DATABASE_URL=postgresql://postgres@127.0.0.1/promosync REDIS_URL=redis://127.0.0.1:6379 promosync start
+  PORT=8080 DATA_DIR=/var/lib/promosync promosync start`,
     )
     .action((o) => serve('start', o));
   program
     .command('api')
     .description('run the REST API only (scale out with several processes)')
     .option(accept, acceptHelp)
+    .addHelpText(
+      'after',
+      '\nExample:\n  DATABASE_URL=postgresql://db/promosync REDIS_URL=redis://redis:6379 PORT=3000 promosync api',
+    )
     .action((o) => serve('api', o));
   program
     .command('worker')
     .description('run a queue worker only (run as many as you need, on any host)')
     .option(accept, acceptHelp)
+    .addHelpText(
+      'after',
+      '\nExample:\n  DATABASE_URL=postgresql://db/promosync REDIS_URL=redis://redis:6379 WORKER_CONCURRENCY=64 promosync worker',
+    )
     .action((o) => serve('worker', o));
   program
     .command('migrate')
     .description('apply pending database migrations (same history as `prisma migrate deploy`)')
+    .addHelpText('after', '\nExample:\n  DATABASE_URL=postgresql://db/promosync promosync migrate')
     .action(async () => {
       const config = loadConfig();
       if (!config.databaseUrl) throw new Error('DATABASE_URL is not set');

@@ -6,6 +6,7 @@ export * from './event-schema.ts';
 export * from './merge.ts';
 export * from './ordering.ts';
 export * from './ranking.ts';
+export * from './rebuild.ts';
 export * from './registry.ts';
 export * from './replay.ts';
 export { machineGraph, type MachineGraph, type Transition } from './machine-graph.ts';

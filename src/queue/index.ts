@@ -1,5 +1,6 @@
 // The BullMQ side: the producer queue, the worker and its batcher.
 export * from './batcher.ts';
+export * from './failed.ts';
 export * from './job.ts';
 export * from './queue.ts';
 export * from './redis.ts';

@@ -6,4 +6,5 @@ export * from './machine-defs.ts';
 export * from './migrate.ts';
 export * from './pg-errors.ts';
 export * from './queries.ts';
+export * from './rebuild.ts';
 export * from './retention.ts';

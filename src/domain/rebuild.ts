@@ -1,0 +1,66 @@
+import { mergeEvent, type EntityState, type FieldEntry } from './merge.ts';
+import type { PreparedEvent } from './registry.ts';
+
+/** A row as stored or as recomputed: the merged state plus its anomaly count. */
+export interface RowState extends EntityState {
+  anomalies: number;
+}
+
+/** One column (or attribute) where the stored row and the recomputed one differ. */
+export interface Drift {
+  /** `status`, `lastEvent`, `key`, `version`, `merchantId`, `anomalies` or `attributes.<name>`. */
+  field: string;
+  /** Absent values are undefined (an attribute only one side has). */
+  stored: FieldEntry | string | number | bigint | null | undefined;
+  recomputed: FieldEntry | string | number | bigint | null | undefined;
+}
+
+/**
+ * Recomputes a row from its logged events with the apply rule ({@link mergeEvent}). The
+ * events are the entity's log in id order without those logged as duplicates: the log
+ * order is an order the events really arrived in, so the result must equal the stored row.
+ * Duplicates are left out because idempotency keys are global (a duplicate may repeat an
+ * eventId first seen on another entity) and a duplicate changes nothing.
+ * @returns undefined when no event creates the row.
+ */
+export function recomputeRow(
+  events: readonly PreparedEvent[],
+  isReachable: (from: string, to: string) => boolean,
+): RowState | undefined {
+  let state: EntityState | undefined;
+  let anomalies = 0;
+  for (const event of events) {
+    const r = mergeEvent(state, event, new Set(), isReachable);
+    if (r.outcome === 'duplicate' || r.outcome === 'rejected') continue;
+    state = r.state;
+    if (r.anomaly) anomalies++;
+  }
+  return state && { ...state, anomalies };
+}
+
+const sameEntry = (a: FieldEntry | undefined, b: FieldEntry | undefined): boolean =>
+  a === b ||
+  (a !== undefined &&
+    b !== undefined &&
+    a.value === b.value &&
+    a.key === b.key &&
+    a.event === b.event &&
+    a.version === b.version);
+
+/** The differences between a stored row and the recomputed one; empty when they agree. Pure. */
+export function compareRows(stored: RowState, recomputed: RowState): Drift[] {
+  const out: Drift[] = [];
+  const scalar = ['status', 'lastEvent', 'key', 'version', 'merchantId', 'anomalies'] as const;
+  for (const field of scalar) {
+    if (stored[field] !== recomputed[field]) {
+      out.push({ field, stored: stored[field], recomputed: recomputed[field] });
+    }
+  }
+  const names = [...new Set([...Object.keys(stored.fields), ...Object.keys(recomputed.fields)])].sort();
+  for (const name of names) {
+    const s = stored.fields[name];
+    const r = recomputed.fields[name];
+    if (!sameEntry(s, r)) out.push({ field: `attributes.${name}`, stored: s, recomputed: r });
+  }
+  return out;
+}

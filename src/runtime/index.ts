@@ -1,0 +1,7 @@
+// Running promosync on a bare machine: an embedded Postgres and a private Redis when none is configured.
+export * from './backends.ts';
+export * from './dir-lock.ts';
+export * from './embedded-postgres.ts';
+export * from './ports.ts';
+export * from './private-redis.ts';
+export * from './running-file.ts';

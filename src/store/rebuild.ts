@@ -1,0 +1,290 @@
+import type { Pool, PoolClient } from 'pg';
+import type { EventInput, FieldEntry, FieldValue, MachineRegistry, PreparedEvent } from '../domain/index.ts';
+import { compareRows, recomputeRow, PromosyncError, type Drift, type RowState } from '../domain/index.ts';
+
+/** What `rebuild` found for one entity. */
+export interface EntityDrift {
+  machine: string;
+  entityId: string;
+  /**
+   * - `drift`: the row differs from its log (see `drifts`);
+   * - `missing-row`: the log has events but there is no row;
+   * - `no-events`: a row with nothing in the log (e.g. a purged log); left alone;
+   * - `unreplayable`: the log holds events the machine no longer has; left alone.
+   */
+  kind: 'drift' | 'missing-row' | 'no-events' | 'unreplayable';
+  drifts: Drift[];
+  /** Why it cannot be replayed, for `unreplayable`. */
+  reason?: string;
+  /** Whether `fix` rewrote the row. */
+  fixed: boolean;
+}
+
+export interface RebuildReport {
+  /** Rows and logged events compared, per machine. */
+  machines: Array<{ machine: string; rows: number; events: number }>;
+  drifted: EntityDrift[];
+}
+
+export interface RebuildOptions {
+  /** Only this machine. @defaultValue every machine of the registry */
+  machine?: string;
+  /** Rewrite drifted rows (and recreate missing ones) from the log. @defaultValue false */
+  fix?: boolean;
+  /** Rows read per snapshot. @defaultValue 500 */
+  pageSize?: number;
+  /** Called after each page with the rows checked so far. */
+  onProgress?: (machine: string, rows: number) => void;
+}
+
+interface LogRow {
+  entity_id: string;
+  type: string;
+  version: string | null;
+  source: string;
+  merchant_id: string | null;
+  data: Record<string, FieldValue> | null;
+}
+
+interface EntityRow {
+  entity_id: string;
+  status: string;
+  last_event: string;
+  key: string;
+  version: string | null;
+  merchant_id: string | null;
+  anomalies: number;
+  fields: Record<string, { v: FieldValue; k: string; e: string; n: string | null }>;
+}
+
+// Field keys go beyond 2^53: read them as text so they stay exact.
+const ENTITY_COLUMNS = `entity_id, status, last_event, key::text AS key, version::text AS version, merchant_id, anomalies,
+  (SELECT coalesce(jsonb_object_agg(f.key, jsonb_build_object('v', f.value -> 'v', 'k', f.value ->> 'k',
+     'e', f.value ->> 'e', 'n', f.value ->> 'n')), '{}'::jsonb) FROM jsonb_each(entity.fields) f) AS fields`;
+
+const LOG_COLUMNS = 'entity_id, type, version::text AS version, source, merchant_id, data';
+
+function toRowState(r: EntityRow): RowState {
+  const fields: Record<string, FieldEntry> = {};
+  for (const [name, f] of Object.entries(r.fields)) {
+    fields[name] = { value: f.v, key: BigInt(f.k), event: f.e, version: f.n === null ? null : Number(f.n) };
+  }
+  return {
+    status: r.status,
+    lastEvent: r.last_event,
+    key: BigInt(r.key),
+    version: r.version === null ? null : Number(r.version),
+    merchantId: r.merchant_id,
+    fields,
+    anomalies: r.anomalies,
+  };
+}
+
+/** A logged event prepared as the worker prepared it, with today's ranks. */
+function prepareLogged(registry: MachineRegistry, machine: string, e: LogRow): PreparedEvent {
+  const input: EventInput = {
+    machine,
+    entityId: e.entity_id,
+    type: e.type,
+    ...(e.version !== null ? { version: Number(e.version) } : {}),
+    ...(e.merchant_id !== null ? { merchantId: e.merchant_id } : {}),
+    ...(e.data !== null ? { data: e.data } : {}),
+  };
+  return registry.prepare([input], e.source, false)[0]!;
+}
+
+/** Compares one entity's row with its log; undefined when they agree. */
+function check(
+  registry: MachineRegistry,
+  machine: string,
+  entityId: string,
+  row: EntityRow | undefined,
+  log: LogRow[],
+): { drift: EntityDrift; recomputed: RowState | undefined } | undefined {
+  const base = { machine, entityId, drifts: [] as Drift[], fixed: false };
+  let recomputed: RowState | undefined;
+  try {
+    recomputed = recomputeRow(
+      log.map((e) => prepareLogged(registry, machine, e)),
+      (from, to) => registry.isReachable(machine, from, to),
+    );
+  } catch (err) {
+    const reason =
+      err instanceof PromosyncError
+        ? err.problems.map((p) => p.message).join('; ') || err.message
+        : String(err);
+    return { drift: { ...base, kind: 'unreplayable', reason }, recomputed: undefined };
+  }
+  if (!row) return recomputed ? { drift: { ...base, kind: 'missing-row' }, recomputed } : undefined;
+  if (!recomputed) return { drift: { ...base, kind: 'no-events' }, recomputed };
+  const drifts = compareRows(toRowState(row), recomputed);
+  return drifts.length === 0 ? undefined : { drift: { ...base, kind: 'drift', drifts }, recomputed };
+}
+
+/** The fields column as JSON text, keys written exactly. */
+function fieldsJson(fields: Record<string, FieldEntry>): string {
+  const parts = Object.entries(fields).map(
+    ([name, f]) =>
+      `${JSON.stringify(name)}:{"v":${JSON.stringify(f.value)},"k":${f.key.toString()},"e":${JSON.stringify(f.event)},"n":${f.version === null ? 'null' : String(f.version)}}`,
+  );
+  return `{${parts.join(',')}}`;
+}
+
+function groupLog(rows: LogRow[]): Map<string, LogRow[]> {
+  const by = new Map<string, LogRow[]>();
+  for (const r of rows) {
+    const list = by.get(r.entity_id);
+    if (list) list.push(r);
+    else by.set(r.entity_id, [r]);
+  }
+  return by;
+}
+
+/** Runs `fn` in a read-only REPEATABLE READ transaction: rows and log from one snapshot. */
+async function snapshot<T>(pool: Pool, fn: (c: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const out = await fn(client);
+    await client.query('COMMIT');
+    return out;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * Re-checks one entity under its row lock and rewrites the row from the log. Any batch
+ * that would change the row waits for the lock, so nothing applied meanwhile is lost.
+ * @returns whether the row was written.
+ */
+async function fixEntity(
+  pool: Pool,
+  registry: MachineRegistry,
+  machine: string,
+  entityId: string,
+): Promise<boolean> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const rows = await client.query<EntityRow>(
+      `SELECT ${ENTITY_COLUMNS} FROM entity WHERE machine = $1 AND entity_id = $2 FOR UPDATE`,
+      [machine, entityId],
+    );
+    const log = await client.query<LogRow>(
+      `SELECT ${LOG_COLUMNS} FROM event_log WHERE machine = $1 AND entity_id = $2 AND outcome <> 'duplicate' ORDER BY id`,
+      [machine, entityId],
+    );
+    const found = check(registry, machine, entityId, rows.rows[0], log.rows);
+    const r = found?.recomputed;
+    if (!found || !r || (found.drift.kind !== 'drift' && found.drift.kind !== 'missing-row')) {
+      await client.query('ROLLBACK');
+      return false;
+    }
+    const values = [
+      machine,
+      entityId,
+      r.status,
+      r.lastEvent,
+      r.key.toString(),
+      r.version,
+      r.merchantId,
+      fieldsJson(r.fields),
+      r.anomalies,
+    ];
+    const written =
+      found.drift.kind === 'drift'
+        ? await client.query(
+            `UPDATE entity SET status = $3, last_event = $4, key = $5, version = $6, merchant_id = $7,
+               fields = $8::jsonb, anomalies = $9, updated_at = now()
+             WHERE machine = $1 AND entity_id = $2`,
+            values,
+          )
+        : await client.query(
+            `INSERT INTO entity (machine, entity_id, status, last_event, key, version, merchant_id, fields, anomalies)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9) ON CONFLICT (machine, entity_id) DO NOTHING`,
+            values,
+          );
+    await client.query('COMMIT');
+    return written.rowCount === 1;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * Recomputes every row from the event log with the apply rule and reports where the stored
+ * row differs (a row edited behind promosync's back, a restored backup, a bug). With `fix`,
+ * drifted rows are rewritten and missing ones recreated, each under its row lock, so it is
+ * safe while workers run. Rows are read in pages, each page with its log from one snapshot.
+ */
+export async function rebuildRows(
+  pool: Pool,
+  registry: MachineRegistry,
+  opts: RebuildOptions = {},
+): Promise<RebuildReport> {
+  const names = opts.machine === undefined ? registry.list().map((i) => i.analysis.name) : [opts.machine];
+  for (const n of names)
+    if (!registry.get(n)) throw new PromosyncError('unknown_machine', `unknown machine "${n}"`);
+  const pageSize = opts.pageSize ?? 500;
+  const report: RebuildReport = { machines: [], drifted: [] };
+  for (const machine of names) {
+    const stats = { machine, rows: 0, events: 0 };
+    const found: EntityDrift[] = [];
+    for (let after = ''; ;) {
+      const page = await snapshot(pool, async (c) => {
+        const rows = await c.query<EntityRow>(
+          `SELECT ${ENTITY_COLUMNS} FROM entity WHERE machine = $1 AND entity_id > $2 ORDER BY entity_id LIMIT $3`,
+          [machine, after, pageSize],
+        );
+        const ids = rows.rows.map((r) => r.entity_id);
+        const log = await c.query<LogRow>(
+          `SELECT ${LOG_COLUMNS} FROM event_log
+           WHERE machine = $1 AND entity_id = ANY($2::text[]) AND outcome <> 'duplicate' ORDER BY entity_id, id`,
+          [machine, ids],
+        );
+        return { rows: rows.rows, log: groupLog(log.rows), events: log.rows.length };
+      });
+      stats.rows += page.rows.length;
+      stats.events += page.events;
+      for (const row of page.rows) {
+        const d = check(registry, machine, row.entity_id, row, page.log.get(row.entity_id) ?? []);
+        if (d) found.push(d.drift);
+      }
+      opts.onProgress?.(machine, stats.rows);
+      if (page.rows.length < pageSize) break;
+      after = page.rows.at(-1)!.entity_id;
+    }
+    // Entities the log knows and the table does not.
+    const orphans = await snapshot(pool, async (c) => {
+      const log = await c.query<LogRow>(
+        `SELECT ${LOG_COLUMNS} FROM event_log l
+         WHERE l.machine = $1 AND l.outcome <> 'duplicate'
+           AND NOT EXISTS (SELECT 1 FROM entity e WHERE e.machine = l.machine AND e.entity_id = l.entity_id)
+         ORDER BY l.entity_id, l.id`,
+        [machine],
+      );
+      return groupLog(log.rows);
+    });
+    for (const [entityId, log] of orphans) {
+      stats.events += log.length;
+      const d = check(registry, machine, entityId, undefined, log);
+      if (d) found.push(d.drift);
+    }
+    if (opts.fix) {
+      for (const d of found) {
+        if (d.kind === 'drift' || d.kind === 'missing-row')
+          d.fixed = await fixEntity(pool, registry, machine, d.entityId);
+      }
+    }
+    report.machines.push(stats);
+    report.drifted.push(...found);
+  }
+  return report;
+}
