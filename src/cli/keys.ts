@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config.ts';
+import { requireDatabase, resolveTargets } from './targets.ts';
 import { openDatabase } from '../store/index.ts';
 import { createKey, listKeys, revokeKey, type Role } from '../store/index.ts';
 import { sourceSchema } from '../domain/index.ts';
@@ -7,8 +8,9 @@ import { machines } from '../../machines/index.ts';
 
 async function withDb<T>(fn: (db: ReturnType<typeof openDatabase>) => Promise<T>): Promise<T> {
   const config = loadConfig();
-  if (!config.databaseUrl) throw new Error('DATABASE_URL is not set');
-  const db = openDatabase(config.databaseUrl, 1);
+  // DATABASE_URL, else the embedded database of a `promosync start` running on DATA_DIR.
+  const url = requireDatabase(await resolveTargets(config), config.dataDir);
+  const db = openDatabase(url, 1);
   try {
     return await fn(db);
   } finally {

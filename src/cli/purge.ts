@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { machines } from '../../machines/index.ts';
 import { loadConfig } from '../config.ts';
+import { requireDatabase, resolveTargets } from './targets.ts';
 import { MachineRegistry } from '../domain/index.ts';
 import { openDatabase, parseDuration, purgeTombstones } from '../store/index.ts';
 
@@ -20,9 +21,8 @@ export function registerPurge(program: Command): void {
     )
     .action(async (o: { olderThan: string; dryRun?: boolean }) => {
       const config = loadConfig();
-      if (!config.databaseUrl) throw new Error('DATABASE_URL is not set');
       const cutoff = new Date(Date.now() - parseDuration(o.olderThan));
-      const db = openDatabase(config.databaseUrl, 1);
+      const db = openDatabase(requireDatabase(await resolveTargets(config), config.dataDir), 1);
       try {
         const r = await purgeTombstones(db.pool, MachineRegistry.from(machines), cutoff, {
           dryRun: o.dryRun ?? false,
