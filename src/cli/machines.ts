@@ -24,7 +24,9 @@ export function formatAnalysis(a: MachineAnalysis): string {
     ['event', 'rank', 'target', 'from'],
     ...a.events.map((e) => [e.type, String(e.rank), e.target, e.from.join(', ') || '(start)']),
   ];
-  const diags = a.diagnostics.map((d) => `  ${d.level.padEnd(7)} ${d.code}: ${d.message}`);
+  const diags = a.diagnostics.map(
+    (d) => `  ${d.level.padEnd(7)} ${d.message.startsWith(d.code) ? d.message : `${d.code}: ${d.message}`}`,
+  );
   return [
     head,
     table(rows).replace(/^/gm, '  '),
