@@ -15,7 +15,7 @@ export class Metrics {
 
   constructor(options: { defaults?: boolean } = {}) {
     if (options.defaults !== false)
-      collectDefaultMetrics({ register: this.registry, prefix: 'promosync_process_' });
+      collectDefaultMetrics({ register: this.registry, prefix: 'promosync_' });
     this.received = new Counter({
       name: 'promosync_events_received_total',
       help: 'Events accepted for processing, by machine and source',
