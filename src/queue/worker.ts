@@ -28,6 +28,14 @@ export interface EventWorkerOptions {
   batchMaxEvents?: number;
   /** @defaultValue 5 */
   batchFlushMs?: number;
+  /**
+   * Apply statements running at once; work that arrives meanwhile grows the next batch. Two
+   * statements that create the same new entity at once make one abort and run again (see
+   * APPLY_SQL), which on shuffled input cost more than the overlap gained: one at a time
+   * measured twice the throughput of two (docs/performance.md).
+   * @defaultValue 1
+   */
+  batchMaxInFlight?: number;
   /** Longest delay between two tries while the database is unreachable. @defaultValue 30000 */
   maxRetryDelayMs?: number;
   /**
@@ -61,6 +69,7 @@ export class EventWorker {
     this.batcher = new Batcher<BatchEvent, AppliedEvent>({
       maxItems: opts.batchMaxEvents ?? 2000,
       flushMs: opts.batchFlushMs ?? 5,
+      maxInFlight: opts.batchMaxInFlight ?? 1,
       run: (items) => this.applyTimed(items),
       isolate: (err) => !isTransient(err),
     });
@@ -100,7 +109,9 @@ export class EventWorker {
   }
 
   private async process(job: Job, token: string | undefined): Promise<JobResult> {
-    const log = this.opts.logger.child({ jobId: job.id });
+    // A child logger per job costs more than a small job's processing: make it only to log.
+    let child: Logger | undefined;
+    const log = (): Logger => (child ??= this.opts.logger.child({ jobId: job.id }));
     let batch: BatchEvent[];
     let wait: boolean;
     try {
@@ -111,7 +122,7 @@ export class EventWorker {
       batch = events.map((event) => ({ event, jobId: job.id ?? null }));
     } catch (err) {
       if (err instanceof PromosyncError) {
-        log.warn({ code: err.code, problems: err.problems }, 'rejected a bad job');
+        log().warn({ code: err.code, problems: err.problems }, 'rejected a bad job');
         this.opts.metrics?.outcomes.inc({
           machine: '',
           source: String((job.data as { source?: unknown })?.source ?? ''),
@@ -132,13 +143,13 @@ export class EventWorker {
           this.opts.maxRetryDelayMs ?? 30_000,
           250 * 2 ** Math.min(job.attemptsStarted, 7),
         );
-        log.warn({ err: String(err), delay }, 'database unavailable, job delayed');
+        log().warn({ err: String(err), delay }, 'database unavailable, job delayed');
         await job.moveToDelayed(Date.now() + delay, token);
         throw new DelayedError();
       }
       if (isDataError(err)) {
         // The batcher already isolated this job: its own data cannot be stored. Keep it in the failed set.
-        log.warn({ err: String(err) }, 'job data cannot be stored');
+        log().warn({ err: String(err) }, 'job data cannot be stored');
         throw new UnrecoverableError(
           `data cannot be stored: ${err instanceof Error ? err.message : String(err)}`,
         );
@@ -148,13 +159,21 @@ export class EventWorker {
 
     const counts: Partial<Record<Outcome, number>> = {};
     const results: EventResult[] = [];
+    // Metrics are counted per label set and added once per job, not once per event.
+    const tally = new Map<string, { machine: string; source: string; outcome: string; n: number }>();
+    const count = (machine: string, source: string, outcome: string): void => {
+      const k = `${machine}\u0000${source}\u0000${outcome}`;
+      const t = tally.get(k);
+      if (t) t.n += 1;
+      else tally.set(k, { machine, source, outcome, n: 1 });
+    };
     applied.forEach((a, i) => {
       const e = batch[i]!.event;
       counts[a.outcome] = (counts[a.outcome] ?? 0) + 1;
-      this.opts.metrics?.outcomes.inc({ machine: e.machine, source: e.source, outcome: a.outcome });
+      count(e.machine, e.source, a.outcome);
       if (a.anomaly) {
-        this.opts.metrics?.outcomes.inc({ machine: e.machine, source: e.source, outcome: 'anomaly' });
-        log.warn(
+        count(e.machine, e.source, 'anomaly');
+        log().warn(
           { machine: e.machine, entityId: e.entityId, eventId: e.eventId, type: e.type },
           'anomaly: applied a move the machine does not allow',
         );
@@ -168,7 +187,11 @@ export class EventWorker {
           state: a.status,
         });
     });
-    if (log.isLevelEnabled('debug')) log.debug({ counts }, 'job applied');
+    const outcomes = this.opts.metrics?.outcomes;
+    if (outcomes)
+      for (const t of tally.values())
+        outcomes.inc({ machine: t.machine, source: t.source, outcome: t.outcome }, t.n);
+    if (this.opts.logger.isLevelEnabled('debug')) log().debug({ counts }, 'job applied');
     return wait ? { counts, results } : { counts };
   }
 

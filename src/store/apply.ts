@@ -5,6 +5,8 @@ import type { Outcome } from '../domain/index.ts';
 import { APPLY_SQL } from './apply-sql.ts';
 import { isRetryable } from './pg-errors.ts';
 
+export { APPLY_SQL };
+
 /** The outcome of one event and its entity's status after the batch. */
 export interface AppliedEvent {
   outcome: Outcome;
@@ -32,6 +34,27 @@ export function machinesParam(registry: MachineRegistry): string {
   return JSON.stringify(out);
 }
 
+/** The parameters of {@link APPLY_SQL} for a batch: parallel arrays, then the machines' JSON. */
+export function applyParams(batch: BatchEvent[], machines: string): unknown[] {
+  const n = batch.length;
+  const cols = Array.from({ length: 12 }, () => new Array<unknown>(n));
+  batch.forEach(({ event: e, jobId }, i) => {
+    cols[0]![i] = e.machine;
+    cols[1]![i] = e.entityId;
+    cols[2]![i] = e.type;
+    cols[3]![i] = e.key.toString();
+    cols[4]![i] = e.version;
+    cols[5]![i] = e.eventId;
+    cols[6]![i] = e.source;
+    cols[7]![i] = e.merchantId;
+    cols[8]![i] = e.data === null ? null : JSON.stringify(e.data);
+    cols[9]![i] = e.target;
+    cols[10]![i] = e.occurredAt;
+    cols[11]![i] = jobId;
+  });
+  return [...cols, machines];
+}
+
 const MAX_ATTEMPTS = 8;
 
 /**
@@ -51,23 +74,7 @@ export class Applier {
 
   async apply(batch: BatchEvent[]): Promise<AppliedEvent[]> {
     if (batch.length === 0) return [];
-    const n = batch.length;
-    const cols = Array.from({ length: 12 }, () => new Array<unknown>(n));
-    batch.forEach(({ event: e, jobId }, i) => {
-      cols[0]![i] = e.machine;
-      cols[1]![i] = e.entityId;
-      cols[2]![i] = e.type;
-      cols[3]![i] = e.key.toString();
-      cols[4]![i] = e.version;
-      cols[5]![i] = e.eventId;
-      cols[6]![i] = e.source;
-      cols[7]![i] = e.merchantId;
-      cols[8]![i] = e.data === null ? null : JSON.stringify(e.data);
-      cols[9]![i] = e.target;
-      cols[10]![i] = e.occurredAt;
-      cols[11]![i] = jobId;
-    });
-    const values = [...cols, this.param];
+    const values = applyParams(batch, this.param);
     for (let attempt = 1; ; attempt++) {
       try {
         const res = await this.pool.query<{

@@ -1,0 +1,61 @@
+import type { MachineRegistry } from '../src/domain/index.ts';
+import type { CpuReport } from './cpu.ts';
+import type { ConvergenceReport, Comparable } from './verify.ts';
+import type { Workload } from './workload.ts';
+
+/** Knobs of one benchmark run; every scenario of the run shares them. */
+export interface BenchSettings {
+  /** A Postgres URL on the server to benchmark; scenarios create databases next to it. */
+  serverUrl: string;
+  redisUrl: string;
+  /** WORKER_CONCURRENCY of the REST scenarios' workers (jobs of `requestEvents` events). */
+  restConcurrency: number;
+  /** WORKER_CONCURRENCY of the single-event scenario: promosync's worker and the no-op one alike. */
+  queueConcurrency: number;
+  batchMaxEvents: number;
+  batchFlushMs: number;
+  dbPoolSize: number;
+  /** Concurrent HTTP clients of the REST scenario, and events per request. */
+  clients: number;
+  requestEvents: number;
+  /** Connections of the per-event designs, and of the batched-upsert ceiling. */
+  pgConnections: number;
+  ceilingConnections: number;
+  /** Rows per statement of the batched-upsert ceiling. */
+  ceilingRows: number;
+  /** Extra `node` flags for promosync's child processes, e.g. --cpu-prof. */
+  nodeArgs: string[];
+}
+
+/** What every scenario of a run gets: the same input, its expected outcome, the settings. */
+export interface BenchContext {
+  settings: BenchSettings;
+  registry: MachineRegistry;
+  workload: Workload;
+  /** Expected state of every entity of the workload. */
+  expected: Map<string, Comparable>;
+  log(message: string): void;
+}
+
+/** One line of the table. */
+export interface ScenarioResult {
+  /** Stable identifier, e.g. `rest-split`. */
+  id: string;
+  name: string;
+  /** Events (or jobs, or rows) processed, and the wall-clock seconds they took. */
+  count: number;
+  seconds: number;
+  rate: number;
+  unit: 'events/s' | 'jobs/s' | 'rows/s';
+  /** Accept-to-applied latency, in milliseconds, for designs that accept before applying. */
+  latency?: { p50: number; p99: number; max: number; samples: number };
+  /** promosync runs: the convergence check; a failed check makes the run a failure. */
+  convergence?: ConvergenceReport;
+  /** Reference designs that keep only a status: entities left in a status other than expected. */
+  wrongStatuses?: number;
+  cpu?: CpuReport;
+  /** Anything the reader needs to judge the figure. */
+  notes: string[];
+  /** Set when the run failed; the rate is then not a figure. */
+  error?: string;
+}

@@ -1,0 +1,177 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import pg from 'pg';
+import { Redis } from 'ioredis';
+import { machines } from '../machines/index.ts';
+import { MachineRegistry } from '../src/domain/index.ts';
+import type { BenchContext, BenchSettings, ScenarioResult } from './context.ts';
+import { ROOT } from './proc.ts';
+import {
+  checkTargets,
+  machineInfo,
+  markdownReport,
+  tableRows,
+  textTable,
+  type BenchReport,
+} from './report.ts';
+import { postgresDesigns, type PostgresDesign } from './scenarios/postgres.ts';
+import { singleEventJobs } from './scenarios/queue.ts';
+import { restIngest, type RestLayout } from './scenarios/rest.ts';
+import { expectedStates } from './verify.ts';
+import { makeWorkload } from './workload.ts';
+
+/** Every scenario, in the order a run executes them. */
+export const SCENARIOS = [
+  'rest-combined',
+  'rest-split-1',
+  'queue-noop',
+  'queue-promosync',
+  'sync1',
+  'sync2',
+  'naive',
+  'ceiling',
+] as const;
+export type ScenarioId = (typeof SCENARIOS)[number];
+
+export interface BenchOptions {
+  /** Small input (≈12k events) that finishes in well under two minutes: the CI smoke run. */
+  quick?: boolean;
+  /** Events to send (duplicates included) and the least number of entities. */
+  events?: number;
+  entities?: number;
+  seed?: number;
+  /** Scenarios to run. @defaultValue all of {@link SCENARIOS} */
+  only?: ScenarioId[];
+  /** Where the JSON and markdown go. @defaultValue bench/results */
+  outDir?: string;
+  /** Overrides of the defaults in {@link defaultSettings}. */
+  settings?: Partial<BenchSettings>;
+  /** Progress lines (stderr by default). */
+  log?: (line: string) => void;
+}
+
+export function defaultSettings(serverUrl: string, redisUrl: string): BenchSettings {
+  return {
+    serverUrl,
+    redisUrl,
+    restConcurrency: 8,
+    queueConcurrency: 4096,
+    batchMaxEvents: 5000,
+    batchFlushMs: 5,
+    dbPoolSize: 10,
+    clients: 4,
+    requestEvents: 1000,
+    pgConnections: 8,
+    ceilingConnections: 2,
+    ceilingRows: 500,
+    nodeArgs: [],
+  };
+}
+
+async function serverVersions(s: BenchSettings): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const c = new pg.Client({ connectionString: s.serverUrl });
+  try {
+    await c.connect();
+    const { rows } = await c.query<{ v: string; sc: string; sb: string }>(
+      `SELECT current_setting('server_version') AS v, current_setting('synchronous_commit') AS sc,
+              current_setting('shared_buffers') AS sb`,
+    );
+    out.postgres = `${rows[0]!.v} (synchronous_commit ${rows[0]!.sc}, shared_buffers ${rows[0]!.sb})`;
+  } catch (err) {
+    out.postgres = `unreachable: ${String(err)}`;
+  } finally {
+    await c.end().catch(() => {});
+  }
+  const r = new Redis(s.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await r.connect();
+    const info = await r.info('server');
+    const persistence = await r.info('persistence');
+    out.redis = `${/redis_version:(\S+)/.exec(info)?.[1] ?? '?'} (aof ${/aof_enabled:(\d)/.exec(persistence)?.[1] === '1' ? 'on' : 'off'})`;
+  } catch (err) {
+    out.redis = `unreachable: ${String(err)}`;
+  } finally {
+    r.disconnect();
+  }
+  return out;
+}
+
+/**
+ * Runs the scenarios side by side on one input, prints the table, and writes
+ * `<outDir>/<mode>-<time>.json` and `<outDir>/<mode>.md`.
+ */
+export async function runBench(
+  serverUrl: string,
+  redisUrl: string,
+  o: BenchOptions = {},
+): Promise<BenchReport> {
+  const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const settings = { ...defaultSettings(serverUrl, redisUrl), ...o.settings };
+  const mode = o.quick ? 'quick' : o.events !== undefined || o.only !== undefined ? 'custom' : 'full';
+  const registry = MachineRegistry.from(machines);
+  const info = registry.get('promotion')!;
+  const startedAt = new Date().toISOString();
+  const machine = machineInfo(await serverVersions(settings));
+
+  const t = performance.now();
+  const workload = makeWorkload(info, {
+    minEvents: o.events ?? (o.quick ? 12_000 : 110_000),
+    minEntities: o.entities ?? (o.quick ? 4_000 : 20_000),
+    seed: o.seed ?? 42,
+  });
+  const expected = expectedStates(registry, workload, 'bench');
+  log(
+    `input: ${workload.sent.length} events over ${workload.histories.length} entities (${workload.duplicates} duplicates, ${workload.dropped} dropped), built in ${Math.round(performance.now() - t)} ms`,
+  );
+  const ctx: BenchContext = { settings, registry, workload, expected, log };
+  const only = new Set<ScenarioId>(o.only ?? SCENARIOS);
+  const results: ScenarioResult[] = [];
+  const record = (r: ScenarioResult): void => {
+    results.push(r);
+    log(`${r.name}: ${r.error ? `FAILED: ${r.error.split('\n')[0]}` : `${Math.round(r.rate)} ${r.unit}`}`);
+  };
+
+  const layouts: [ScenarioId, RestLayout][] = [
+    ['rest-combined', { kind: 'combined' }],
+    ['rest-split-1', { kind: 'split', workers: 1 }],
+  ];
+  for (const [id, layout] of layouts) if (only.has(id)) record(await restIngest(ctx, layout));
+  if (only.has('queue-noop')) record(await singleEventJobs(ctx, 'noop'));
+  if (only.has('queue-promosync')) record(await singleEventJobs(ctx, 'promosync'));
+  const designs = (['sync1', 'sync2', 'naive', 'ceiling'] as const).filter((d) => only.has(d));
+  if (designs.length > 0) results.push(...(await postgresDesigns(ctx, designs as PostgresDesign[])));
+
+  const { nodeArgs: _n, serverUrl: _s, redisUrl: _r, ...shown } = settings;
+  const report: BenchReport = {
+    mode,
+    startedAt,
+    machine,
+    settings: { ...shown, nodeArgs: settings.nodeArgs },
+    workload: {
+      events: workload.sent.length,
+      entities: workload.histories.length,
+      duplicates: workload.duplicates,
+      dropped: workload.dropped,
+      seed: workload.seed,
+    },
+    results,
+    targets: checkTargets(results),
+    ok: results.every((r) => !r.error),
+  };
+
+  process.stdout.write(`\n${textTable(tableRows(results))}\n\n`);
+  for (const tc of report.targets)
+    process.stdout.write(`${tc.met ? 'met    ' : 'NOT MET'}  ${tc.name} (${tc.goal}): ${tc.detail}\n`);
+  const outDir = o.outDir ?? path.join(ROOT, 'bench', 'results');
+  await mkdir(outDir, { recursive: true });
+  const stamp = startedAt.replace(/[:.]/g, '-');
+  const json = path.join(outDir, `${mode}-${stamp}.json`);
+  const md = path.join(outDir, `${mode}.md`);
+  await writeFile(json, `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(md, markdownReport(report));
+  process.stdout.write(
+    `\nwrote ${path.relative(process.cwd(), json)} and ${path.relative(process.cwd(), md)}\n`,
+  );
+  return report;
+}

@@ -1,0 +1,68 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ADMIN_URL, REDIS_URL } from '../helpers/db.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+interface Report {
+  ok: boolean;
+  results: { id: string; error?: string; count: number; convergence?: { ok: boolean } }[];
+}
+
+describe('the benchmark', () => {
+  let out: string | undefined;
+  afterAll(async () => {
+    if (out) await rm(out, { recursive: true, force: true });
+  });
+
+  // Checks that the quick run works end to end and that every promosync run converged;
+  // throughput is never asserted (the figures depend on the machine and its load).
+  it('runs every scenario of the quick mode and every promosync run converges', async () => {
+    out = await mkdtemp(path.join(tmpdir(), 'promosync-bench-'));
+    const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>(
+      (resolve) => {
+        execFile(
+          process.execPath,
+          ['--import', 'tsx', 'bench/cli.ts', '--quick', '--out', out!],
+          {
+            cwd: ROOT,
+            env: { ...process.env, BENCH_DATABASE_URL: ADMIN_URL, BENCH_REDIS_URL: REDIS_URL },
+            maxBuffer: 16 * 1024 * 1024,
+          },
+          (err, stdout, stderr) =>
+            resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        );
+      },
+    );
+    expect(code, `${stdout}\n${stderr}`).toBe(0);
+    expect(stdout).toContain('Batched REST ingest');
+
+    const files = await readdir(out);
+    const json = files.find((f) => f.startsWith('quick-') && f.endsWith('.json'));
+    expect(files).toContain('quick.md');
+    const report = JSON.parse(await readFile(path.join(out, json!), 'utf8')) as Report;
+    expect(report.results.map((r) => r.id).sort()).toEqual(
+      [
+        'ceiling',
+        'naive',
+        'queue-noop',
+        'queue-promosync',
+        'rest-combined',
+        'rest-split-1',
+        'sync1',
+        'sync2',
+      ].sort(),
+    );
+    for (const r of report.results) {
+      expect(r.error, r.id).toBeUndefined();
+      expect(r.count, r.id).toBeGreaterThan(10_000);
+    }
+    const promosync = report.results.filter((r) => r.id.startsWith('rest-') || r.id === 'queue-promosync');
+    for (const r of promosync) expect(r.convergence?.ok, r.id).toBe(true);
+    expect(report.ok).toBe(true);
+  }, 300_000);
+});
