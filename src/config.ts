@@ -19,6 +19,11 @@ const schema = z.object({
   JOB_ATTEMPTS: int(25, 1, 1000),
   JOB_BACKOFF_MS: int(500, 1, 3_600_000),
   DATA_DIR: z.string().default('.data'),
+  WORKER_LOCK_DURATION_MS: int(30_000, 1000, 3_600_000),
+  WORKER_STALLED_INTERVAL_MS: int(30_000, 500, 3_600_000),
+  WORKER_MAX_STALLED_COUNT: int(10, 0, 1000),
+  RATE_LIMIT_PER_SECOND: int(200, 0, 1_000_000),
+  RATE_LIMIT_BURST: int(1000, 0, 10_000_000),
   PROMOSYNC_URL: z.string().url().optional(),
   PROMOSYNC_KEY: z.string().optional(),
 });
@@ -44,6 +49,16 @@ export interface Config {
   jobAttempts: number;
   jobBackoffMs: number;
   dataDir: string;
+  /** How long a worker's lock on a job lasts without renewal; a dead worker's jobs wait this long. */
+  workerLockDurationMs: number;
+  /** How often workers look for jobs whose worker died (stalled jobs) and queue them again. */
+  workerStalledIntervalMs: number;
+  /** Times a job may stall (its worker died) before it is failed; re-running one is harmless. */
+  workerMaxStalledCount: number;
+  /** Requests per second one API key may make, across all API processes; 0 turns the limit off. */
+  rateLimitPerSecond: number;
+  /** Requests a key may make above that rate in any 10 s window. */
+  rateLimitBurst: number;
   /** Client commands (`send`): the API to talk to; unset means the running `start`'s, or http://127.0.0.1:3000. */
   apiUrl: string | undefined;
   /** Client commands (`send`): the API key to use. */
@@ -76,6 +91,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     jobAttempts: e.JOB_ATTEMPTS,
     jobBackoffMs: e.JOB_BACKOFF_MS,
     dataDir: e.DATA_DIR,
+    workerLockDurationMs: e.WORKER_LOCK_DURATION_MS,
+    workerStalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,
+    workerMaxStalledCount: e.WORKER_MAX_STALLED_COUNT,
+    rateLimitPerSecond: e.RATE_LIMIT_PER_SECOND,
+    rateLimitBurst: e.RATE_LIMIT_BURST,
     apiUrl: e.PROMOSYNC_URL,
     apiKey: e.PROMOSYNC_KEY,
   });

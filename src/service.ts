@@ -84,6 +84,9 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         concurrency: config.workerConcurrency,
         batchMaxEvents: config.batchMaxEvents,
         batchFlushMs: config.batchFlushMs,
+        lockDurationMs: config.workerLockDurationMs,
+        stalledIntervalMs: config.workerStalledIntervalMs,
+        maxStalledCount: config.workerMaxStalledCount,
       });
       await worker.start();
       closers.push(() => worker.close());
@@ -107,6 +110,13 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         verify: (key) => verifyKey(db.prisma, key),
         logger,
         metrics,
+        rateLimit: {
+          redis: producer,
+          perSecond: config.rateLimitPerSecond,
+          burst: config.rateLimitBurst,
+          prefix: `promosync:rl:${config.queueName}`,
+          logger,
+        },
         probes: {
           postgres: async () => {
             await db.pool.query('SELECT 1');

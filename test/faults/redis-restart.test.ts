@@ -1,0 +1,142 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
+import {
+  buildWorkload,
+  checkConvergence,
+  failedJobs,
+  Producer,
+  report,
+  sleep,
+  waitDrained,
+} from '../helpers/load.ts';
+import { Child, freePort, startApi, startWorker } from '../helpers/processes.ts';
+
+const MIN_EVENTS = 22_000;
+const OUTAGE_MS = 4000;
+
+/** A private redis-server that fsyncs its append-only file before it answers a write. */
+async function startRedis(port: number, dir: string): Promise<Child> {
+  const child = new Child(
+    'redis',
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'always',
+      '--save',
+      '',
+      '--logfile',
+      '',
+    ],
+    {},
+  );
+  await child.waitForLine(/Ready to accept connections/);
+  return child;
+}
+
+describe('Redis killed and restarted mid-load (AOF, appendfsync always)', () => {
+  let stage: FaultStage;
+  let dir: string;
+  let redis: Child | undefined;
+
+  beforeAll(async () => {
+    stage = await prepareStage('redis');
+    dir = mkdtempSync(join(tmpdir(), 'promosync-redis-'));
+  });
+  afterAll(async () => {
+    await stage?.close();
+    await redis?.stop(5000);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('producers get 503 while it is down, never a silent drop: every event acknowledged with 202 is applied', async () => {
+    const port = await freePort();
+    const redisUrl = `redis://127.0.0.1:${port}`;
+    redis = stage.track(await startRedis(port, dir));
+    const env = stage.env({ REDIS_URL: redisUrl, BATCH_FLUSH_MS: '20' });
+    const api = await startApi('api', env);
+    stage.track(api.child);
+    for (const i of [0, 1]) stage.track(await startWorker(`worker-${i}`, env));
+
+    const load = buildWorkload(stage.registry, {
+      minEvents: MIN_EVENTS,
+      seed: 2202,
+      prefix: 'r',
+      dupRate: 0.15,
+      dropRate: 0.1,
+    });
+    const producer = new Producer({
+      url: api.url,
+      key: stage.key,
+      maxBatch: 30,
+      concurrency: 8,
+      eventsPerSecond: 1500,
+      seed: 11,
+    });
+    const t0 = Date.now();
+    const running = producer.run(load.sends);
+
+    await producer.reached(0.35);
+    redis.kill('SIGKILL');
+    expect((await redis.exited).signal).toBe('SIGKILL');
+    // Answers to writes Redis took just before it died may still be on their way.
+    await sleep(300);
+    const acknowledgedAtKill = producer.stats.acknowledged;
+    const readyz: number[] = [];
+    const probe = (async () => {
+      const until = Date.now() + OUTAGE_MS - 800;
+      while (Date.now() < until) {
+        readyz.push((await fetch(`${api.url}/readyz`)).status);
+        await sleep(250);
+      }
+    })();
+    await sleep(OUTAGE_MS - 300);
+    await probe;
+    const acknowledgedDuringOutage = producer.stats.acknowledged - acknowledgedAtKill;
+    redis = stage.track(await startRedis(port, dir));
+    const restartedAt = producer.progress;
+
+    const stats = await running;
+    const loadSeconds = (Date.now() - t0) / 1000;
+    await waitDrained(redisUrl, stage.queueName);
+    const failed = await failedJobs(redisUrl, stage.queueName);
+    const c = await checkConvergence(
+      stage.pool,
+      stage.registry,
+      load.histories,
+      producer.acked,
+      stage.source,
+    );
+    report('Redis restart', producer, c, {
+      outageMs: OUTAGE_MS,
+      acknowledgedDuringOutage,
+      readyzDuringOutage: readyz,
+      progressAtRestart: Number(restartedAt.toFixed(2)),
+      failedJobs: failed.length,
+      loadSeconds,
+    });
+
+    expect(producer.unexpected).toEqual([]);
+    expect(stats.sent).toBeGreaterThanOrEqual(MIN_EVENTS);
+    expect(stats.statuses['503'] ?? 0).toBeGreaterThan(0);
+    expect(acknowledgedDuringOutage).toBe(0);
+    expect(readyz.length).toBeGreaterThan(0);
+    expect(readyz.every((s) => s === 503)).toBe(true);
+    expect(stats.unacknowledged).toBe(0);
+    expect(failed).toEqual([]);
+    expect(c.lost).toBe(0);
+    expect(c.appliedTwice).toBe(0);
+    expect(c.applied).toBe(producer.acked.size);
+    expect(c.mismatches.slice(0, 5)).toEqual([]);
+  });
+});

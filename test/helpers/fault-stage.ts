@@ -1,0 +1,89 @@
+import pg from 'pg';
+import { onTestFailed } from 'vitest';
+import { machines } from '../../machines/index.ts';
+import { MachineRegistry } from '../../src/domain/registry.ts';
+import { openDatabase } from '../../src/store/db.ts';
+import { createKey } from '../../src/store/keys.ts';
+import { freshDatabase, uniqueQueueName } from './db.ts';
+import type { Child, ServiceEnv } from './processes.ts';
+
+/** What every fault test starts from: its own database, queue and producer key. */
+export interface FaultStage {
+  databaseUrl: string;
+  /** A pool straight to the database (never through a proxy), for the checks. */
+  pool: pg.Pool;
+  registry: MachineRegistry;
+  queueName: string;
+  /** The producer key's source: what its events are recorded under. */
+  source: string;
+  key: string;
+  /** Environment for promosync children, given the Redis and database URLs they should use. */
+  env(overrides: {
+    REDIS_URL: string;
+    DATABASE_URL?: string;
+    [name: string]: string | undefined;
+  }): ServiceEnv;
+  /** Children to stop (SIGTERM, then SIGKILL) when the stage closes. */
+  children: Set<Child>;
+  /** Registers a child: stopped at close, its output printed if the running test fails. */
+  track<T extends Child>(child: T): T;
+  close(): Promise<void>;
+}
+
+/**
+ * Settings that make a killed worker's jobs come back within seconds (BullMQ's defaults
+ * are 30 s each); generous rate limit so the producer is not throttled by the test itself.
+ */
+export const FAST_RECOVERY = {
+  WORKER_LOCK_DURATION_MS: '4000',
+  WORKER_STALLED_INTERVAL_MS: '2000',
+  RATE_LIMIT_PER_SECOND: '2000',
+};
+
+export async function prepareStage(prefix: string): Promise<FaultStage> {
+  const db = await freshDatabase();
+  const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+  const source = `${prefix}-src`;
+  const store = openDatabase(db.url, 1);
+  const { key } = await createKey(store.prisma, { role: 'producer', source });
+  await store.close();
+  const queueName = uniqueQueueName(prefix);
+  const children = new Set<Child>();
+  const started: Child[] = [];
+  let watching = false;
+  return {
+    databaseUrl: db.url,
+    pool,
+    registry: MachineRegistry.from(machines),
+    queueName,
+    source,
+    key,
+    children,
+    track(child) {
+      children.add(child);
+      started.push(child);
+      if (!watching) {
+        watching = true;
+        onTestFailed(() => {
+          for (const c of started) console.log(`--- ${c.name} (running: ${c.running}) ---\n${c.tail(30)}`);
+        });
+      }
+      return child;
+    },
+    env(overrides) {
+      const env: ServiceEnv = {
+        DATABASE_URL: db.url,
+        QUEUE_NAME: queueName,
+        ...FAST_RECOVERY,
+        REDIS_URL: overrides.REDIS_URL,
+      };
+      for (const [k, v] of Object.entries(overrides)) if (v !== undefined) env[k] = v;
+      return env;
+    },
+    async close() {
+      await Promise.all([...children].map((c) => c.stop(10_000)));
+      await pool.end();
+      await db.drop();
+    },
+  };
+}

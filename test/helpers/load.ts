@@ -1,0 +1,399 @@
+import { isDeepStrictEqual } from 'node:util';
+import fc from 'fast-check';
+import type pg from 'pg';
+import { Queue } from 'bullmq';
+import type { EventInput } from '../../src/domain/event-schema.ts';
+import type { MachineRegistry } from '../../src/domain/registry.ts';
+import { createRedis } from '../../src/queue/redis.ts';
+import { applyInOrder, comparable } from './expected.ts';
+import { historyArb, renamed, type GeneratedHistory } from './histories.ts';
+
+/** A deterministic PRNG (mulberry32), so a failing load can be replayed from its seed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface Workload {
+  /** Every entity's valid history, in order. */
+  histories: GeneratedHistory[];
+  /** What the producer sends, in sending order: shuffled, some events twice, some never. */
+  sends: EventInput[];
+}
+
+/**
+ * Valid histories of several machines (from walks of the machines themselves), until the
+ * delivery holds at least `minEvents` events: each history's events shuffled in with all
+ * the others, about `dupRate` of them sent twice and `dropRate` of the non-final ones never
+ * sent (lost before they reached us).
+ */
+export function buildWorkload(
+  registry: MachineRegistry,
+  opts: { minEvents: number; seed: number; prefix: string; dupRate?: number; dropRate?: number },
+): Workload {
+  const rnd = prng(opts.seed);
+  const infos = registry.list();
+  const histories: GeneratedHistory[] = [];
+  const sends: EventInput[] = [];
+  let i = 0;
+  while (sends.length < opts.minEvents) {
+    const info = infos[i % infos.length]!;
+    const [h] = fc.sample(historyArb(info), { numRuns: 1, seed: opts.seed + i });
+    const history = renamed(h!, `${opts.prefix}-${info.analysis.name}-${i}`);
+    i += 1;
+    if (history.events.length === 0) continue;
+    histories.push(history);
+    history.events.forEach((e, k) => {
+      const last = k === history.events.length - 1;
+      if (!last && rnd() < (opts.dropRate ?? 0)) return;
+      sends.push(e);
+      if (rnd() < (opts.dupRate ?? 0)) sends.push(e);
+    });
+  }
+  shuffle(sends, rnd);
+  return { histories, sends };
+}
+
+export function shuffle<T>(xs: T[], rnd: () => number): T[] {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [xs[i], xs[j]] = [xs[j]!, xs[i]!];
+  }
+  return xs;
+}
+
+/** What a producer saw. */
+export interface ProducerStats {
+  /** Event copies the producer set out to send (duplicates included). */
+  sent: number;
+  /** Event copies answered 202. */
+  acknowledged: number;
+  /** Event copies it gave up on (never 202 before the deadline). */
+  unacknowledged: number;
+  /** POST requests made, retries included. */
+  requests: number;
+  /** Requests made again after an error. */
+  retries: number;
+  /** Responses by status, `network` for requests that got none. */
+  statuses: Record<string, number>;
+}
+
+export interface ProducerOptions {
+  /** API base URL, or a function giving it (an API that moves). */
+  url: string | (() => string);
+  key: string;
+  /** Events per request: uniform in [1, maxBatch]; a request of one is sent as a bare event. */
+  maxBatch: number;
+  /** Requests in flight at once. */
+  concurrency: number;
+  /** Target pace in events per second; unpaced when absent. */
+  eventsPerSecond?: number;
+  /**
+   * Stop retrying this long after the run started: what is not acknowledged by then counts
+   * as unacknowledged (so a broken service fails the test with counts instead of hanging it).
+   * @defaultValue 150000
+   */
+  deadlineMs?: number;
+  seed: number;
+}
+
+/**
+ * A well-behaved producer: sends the events over HTTP in requests of random size, and sends
+ * a request again (same events, same eventIds) until it is answered 202 — after an error,
+ * a 503, a 429 (honouring Retry-After) or no answer at all.
+ */
+export class Producer {
+  readonly stats: ProducerStats = {
+    sent: 0,
+    acknowledged: 0,
+    unacknowledged: 0,
+    requests: 0,
+    retries: 0,
+    statuses: {},
+  };
+  /** eventIds with at least one copy answered 202. */
+  readonly acked = new Set<string>();
+  /** Responses other than 202/429/5xx: a well-formed event must never get one. */
+  readonly unexpected: string[] = [];
+  private done = 0;
+  private total = 0;
+  private deadline = Infinity;
+  private readonly progressWaiters: Array<{ at: number; resolve: () => void }> = [];
+
+  constructor(private readonly opts: ProducerOptions) {}
+
+  /** Fraction of the event copies answered (or given up on). */
+  get progress(): number {
+    return this.total === 0 ? 0 : this.done / this.total;
+  }
+
+  /** Resolves once `fraction` of the load is through. */
+  reached(fraction: number): Promise<void> {
+    if (this.progress >= fraction) return Promise.resolve();
+    return new Promise((resolve) => this.progressWaiters.push({ at: fraction, resolve }));
+  }
+
+  private advance(n: number): void {
+    this.done += n;
+    for (const w of [...this.progressWaiters]) {
+      if (this.progress >= w.at) {
+        this.progressWaiters.splice(this.progressWaiters.indexOf(w), 1);
+        w.resolve();
+      }
+    }
+  }
+
+  async run(events: EventInput[]): Promise<ProducerStats> {
+    const rnd = prng(this.opts.seed);
+    const requests: EventInput[][] = [];
+    for (let at = 0; at < events.length;) {
+      const n = 1 + Math.floor(rnd() * this.opts.maxBatch);
+      requests.push(events.slice(at, at + n));
+      at += n;
+    }
+    this.total += events.length;
+    this.stats.sent += events.length;
+    const started = Date.now();
+    this.deadline = started + (this.opts.deadlineMs ?? 150_000);
+    let sentSoFar = 0;
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      while (next < requests.length) {
+        const batch = requests[next++]!;
+        if (this.opts.eventsPerSecond) {
+          const due = started + (sentSoFar / this.opts.eventsPerSecond) * 1000;
+          sentSoFar += batch.length;
+          const wait = due - Date.now();
+          if (wait > 0) await sleep(wait);
+        }
+        await this.deliver(batch);
+        this.advance(batch.length);
+      }
+    };
+    await Promise.all(Array.from({ length: this.opts.concurrency }, lane));
+    return this.stats;
+  }
+
+  private async deliver(batch: EventInput[]): Promise<void> {
+    const body = JSON.stringify(batch.length === 1 ? batch[0] : { events: batch });
+    for (let attempt = 0; ; attempt++) {
+      if (Date.now() > this.deadline) {
+        this.stats.unacknowledged += batch.length;
+        return;
+      }
+      if (attempt > 0) this.stats.retries += 1;
+      this.stats.requests += 1;
+      let status = 'network';
+      let retryAfterS = 0;
+      try {
+        const url = typeof this.opts.url === 'string' ? this.opts.url : this.opts.url();
+        const res = await fetch(`${url}/v1/events`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${this.opts.key}`, 'content-type': 'application/json' },
+          body,
+          signal: AbortSignal.timeout(20_000),
+        });
+        status = String(res.status);
+        retryAfterS = Number(res.headers.get('retry-after') ?? 0);
+        const text = await res.text();
+        if (res.status === 202) {
+          this.count(status);
+          this.stats.acknowledged += batch.length;
+          for (const e of batch) this.acked.add(e.eventId!);
+          return;
+        }
+        if (res.status !== 429 && res.status < 500) {
+          this.count(status);
+          this.unexpected.push(`${res.status} ${text.slice(0, 300)}`);
+          this.stats.unacknowledged += batch.length;
+          return;
+        }
+      } catch {
+        // No answer: the events may or may not be queued; sending them again is safe.
+      }
+      this.count(status);
+      const backoff = Math.min(2000, 100 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random());
+      await sleep(Math.max(backoff, retryAfterS * 1000));
+    }
+  }
+
+  private count(status: string): void {
+    this.stats.statuses[status] = (this.stats.statuses[status] ?? 0) + 1;
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until a queue has nothing waiting, active, delayed or prioritized. */
+export async function waitDrained(redisUrl: string, queueName: string, timeoutMs = 180_000): Promise<void> {
+  const redis = createRedis(redisUrl);
+  const queue = new Queue(queueName, { connection: redis });
+  try {
+    const deadline = Date.now() + timeoutMs;
+    let quietSince = 0;
+    for (;;) {
+      const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+      if (Object.values(c).every((n) => n === 0)) {
+        // Twice in a row, a moment apart: a job between two states is in none of them.
+        if (quietSince && Date.now() - quietSince > 300) return;
+        quietSince ||= Date.now();
+      } else quietSince = 0;
+      if (Date.now() > deadline) throw new Error(`queue ${queueName} not drained: ${JSON.stringify(c)}`);
+      await sleep(100);
+    }
+  } finally {
+    await queue.close();
+    redis.disconnect();
+  }
+}
+
+/** The outcome of comparing the database with what the producer was told. */
+export interface Convergence {
+  /** Entities whose history had at least one acknowledged event. */
+  entities: number;
+  /** Entities whose row differs from the in-order application of their acknowledged events. */
+  mismatches: string[];
+  /** Acknowledged eventIds with exactly one non-duplicate row in the event log. */
+  applied: number;
+  /** Acknowledged eventIds with no non-duplicate row: accepted, never applied. */
+  lost: number;
+  /** eventIds with more than one non-duplicate row: applied twice. */
+  appliedTwice: number;
+  /** Every event-log row of the source (duplicates included). */
+  logRows: number;
+  /** Event-log rows by outcome. */
+  outcomes: Record<string, number>;
+}
+
+interface Row {
+  machine: string;
+  entity_id: string;
+  status: string;
+  last_event: string;
+  version: string | null;
+  merchant_id: string | null;
+  fields: Record<string, { v: unknown }>;
+}
+
+/**
+ * The convergence check: every entity's row must equal the in-order application of the
+ * events of its history the producer got 202 for (an entity with none must have no row),
+ * and every acknowledged event must have been applied exactly once.
+ */
+export async function checkConvergence(
+  pool: pg.Pool,
+  registry: MachineRegistry,
+  histories: GeneratedHistory[],
+  acked: ReadonlySet<string>,
+  source: string,
+): Promise<Convergence> {
+  const rows = await pool.query<Row>(
+    'SELECT machine, entity_id, status, last_event, version, merchant_id, fields FROM entity',
+  );
+  const byId = new Map(rows.rows.map((r) => [`${r.machine}/${r.entity_id}`, r]));
+  const mismatches: string[] = [];
+  let entities = 0;
+  for (const h of histories) {
+    const delivered = h.events.filter((e) => acked.has(e.eventId!));
+    if (delivered.length > 0) entities += 1;
+    const expected = comparable(applyInOrder(registry, delivered, source));
+    const row = byId.get(`${h.events[0]!.machine}/${h.entityId}`);
+    const actual = row && {
+      status: row.status,
+      lastEvent: row.last_event,
+      version: row.version === null ? null : Number(row.version),
+      merchantId: row.merchant_id,
+      attributes: Object.fromEntries(Object.entries(row.fields).map(([k, f]) => [k, f.v])),
+    };
+    if (!isDeepStrictEqual(actual, expected)) {
+      mismatches.push(`${h.entityId}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
+    }
+  }
+  const log = await pool.query<{ event_id: string; firsts: string }>(
+    `SELECT event_id, count(*) FILTER (WHERE outcome <> 'duplicate') AS firsts
+     FROM event_log WHERE source = $1 GROUP BY event_id`,
+    [source],
+  );
+  const firsts = new Map(log.rows.map((r) => [r.event_id, Number(r.firsts)]));
+  let applied = 0;
+  let lost = 0;
+  for (const id of acked) {
+    const n = firsts.get(id) ?? 0;
+    if (n === 1) applied += 1;
+    else if (n === 0) lost += 1;
+  }
+  const appliedTwice = [...firsts.values()].filter((n) => n > 1).length;
+  const outcomes = await pool.query<{ outcome: string; n: string }>(
+    'SELECT outcome, count(*) AS n FROM event_log WHERE source = $1 GROUP BY outcome',
+    [source],
+  );
+  const byOutcome = Object.fromEntries(outcomes.rows.map((r) => [r.outcome, Number(r.n)]));
+  return {
+    entities,
+    mismatches,
+    applied,
+    lost,
+    appliedTwice,
+    logRows: Object.values(byOutcome).reduce((a, b) => a + b, 0),
+    outcomes: byOutcome,
+  };
+}
+
+/** One line per scenario with the counts the fault tests report. */
+export function report(
+  scenario: string,
+  producers: Producer | Producer[],
+  c: Convergence,
+  extra: Record<string, unknown> = {},
+): void {
+  const ps = Array.isArray(producers) ? producers : [producers];
+  const sum = (f: (s: ProducerStats) => number): number => ps.reduce((n, p) => n + f(p.stats), 0);
+  const statuses: Record<string, number> = {};
+  for (const p of ps)
+    for (const [k, n] of Object.entries(p.stats.statuses)) statuses[k] = (statuses[k] ?? 0) + n;
+  console.log(
+    `[fault] ${scenario}: ${JSON.stringify({
+      sent: sum((s) => s.sent),
+      acknowledged: sum((s) => s.acknowledged),
+      acknowledgedEventIds: new Set(ps.flatMap((p) => [...p.acked])).size,
+      applied: c.applied,
+      lost: c.lost,
+      appliedTwice: c.appliedTwice,
+      entities: c.entities,
+      mismatches: c.mismatches.length,
+      requests: sum((s) => s.requests),
+      retries: sum((s) => s.retries),
+      statuses,
+      logOutcomes: c.outcomes,
+      ...extra,
+    })}`,
+  );
+}
+
+/** Removes a queue and all its jobs from Redis. */
+export async function obliterate(redisUrl: string, queueName: string): Promise<void> {
+  const redis = createRedis(redisUrl);
+  const queue = new Queue(queueName, { connection: redis });
+  await queue.obliterate({ force: true }).catch(() => {});
+  await queue.close();
+  redis.disconnect();
+}
+
+/** Jobs in the failed set: accepted events that will not be applied without an operator. */
+export async function failedJobs(redisUrl: string, queueName: string): Promise<string[]> {
+  const redis = createRedis(redisUrl);
+  const queue = new Queue(queueName, { connection: redis });
+  try {
+    const jobs = await queue.getFailed(0, 20);
+    return jobs.map((j) => `${j.id}: ${j.failedReason}`);
+  } finally {
+    await queue.close();
+    redis.disconnect();
+  }
+}
