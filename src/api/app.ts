@@ -7,6 +7,7 @@ import type { PrismaClient } from '../store/index.ts';
 import type { Metrics } from '../observability/index.ts';
 import type { KeyVerifier } from './auth.ts';
 import { problemHandler } from './problem.ts';
+import { rateLimit, type RateLimitOptions } from './rate-limit.ts';
 import { eventsRouter } from './routes/events.ts';
 import { entitiesRouter } from './routes/entities.ts';
 import { machinesRouter } from './routes/machines.ts';
@@ -24,10 +25,26 @@ export interface AppDeps {
   probes: Record<string, Probe>;
   /** Largest request body. @defaultValue '17mb' (1000 events of 16 KiB data) */
   bodyLimit?: string;
+  /** Per-key rate limit of the `/v1` endpoints; none when absent. */
+  rateLimit?: RateLimitOptions;
 }
 
 /** The Express application: routers only parse, call one function and map the result. */
 export function createApp(deps: AppDeps): Express {
+  // A key lookup that fails (the database is away) is "try again later", not a server bug:
+  // 503 `unavailable`, which producers retry, instead of 500.
+  const routed: AppDeps = {
+    ...deps,
+    verify: async (key) => {
+      try {
+        return await deps.verify(key);
+      } catch (err) {
+        throw new PromosyncError('unavailable', 'cannot check the API key right now; retry later', {
+          cause: err,
+        });
+      }
+    },
+  };
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
@@ -36,6 +53,11 @@ export function createApp(deps: AppDeps): Express {
     res.setHeader('X-Frame-Options', 'DENY');
     res.setHeader('Referrer-Policy', 'no-referrer');
     res.setHeader('Cache-Control', 'no-store');
+    // A JSON API loads nothing and is framed by no one; pages that need more set their own.
+    res.setHeader('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'");
+    res.setHeader('Cross-Origin-Resource-Policy', 'same-origin');
+    res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
+    res.setHeader('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
     next();
   });
   if (deps.metrics) {
@@ -48,6 +70,8 @@ export function createApp(deps: AppDeps): Express {
       next();
     });
   }
+  // Before the body is read: a key over its limit costs neither parsing nor a key lookup.
+  if (deps.rateLimit) app.use('/v1', rateLimit(deps.rateLimit));
   app.use(
     express.json({
       limit: deps.bodyLimit ?? '17mb',
@@ -68,11 +92,11 @@ export function createApp(deps: AppDeps): Express {
       },
     }),
   );
-  app.use(eventsRouter(deps));
-  app.use(machinesRouter(deps));
-  app.use(entitiesRouter(deps));
-  app.use(apiDocsRouter(deps));
-  app.use(dashboardRouter({ queue: deps.queue.queue, verify: deps.verify }));
+  app.use(eventsRouter(routed));
+  app.use(machinesRouter(routed));
+  app.use(entitiesRouter(routed));
+  app.use(apiDocsRouter(routed));
+  app.use(dashboardRouter({ queue: deps.queue.queue, verify: routed.verify }));
   app.use(() => {
     throw new PromosyncError('not_found', 'no such endpoint');
   });
