@@ -1,0 +1,118 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { startHarness, type Harness } from '../helpers/harness.ts';
+import { startService, type Service } from '../../src/service.ts';
+import { createKey } from '../../src/store/keys.ts';
+
+/** Per-key rate limiting: RATE_LIMIT_PER_SECOND, RATE_LIMIT_BURST, 429 with Retry-After. */
+
+const PER_SECOND = 2;
+const BURST = 4;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('rate limiting per API key', () => {
+  let h: Harness;
+  let secondApi: Service;
+
+  beforeAll(async () => {
+    h = await startHarness({
+      env: { RATE_LIMIT_PER_SECOND: String(PER_SECOND), RATE_LIMIT_BURST: String(BURST) },
+    });
+    // A second API process on the same Redis and database.
+    secondApi = await startService({
+      config: h.config,
+      logger: pino({ level: 'silent' }),
+      api: true,
+      worker: false,
+    });
+  });
+  afterAll(async () => {
+    await secondApi?.close();
+    await h?.close();
+  });
+
+  const newKey = async (): Promise<string> =>
+    (await createKey(h.service.db.prisma, { role: 'producer', source: 'rl-src' })).key;
+
+  const volley = (key: string, n: number, base = h.url): Promise<Response[]> =>
+    Promise.all(
+      Array.from({ length: n }, () =>
+        fetch(`${base}/v1/machines`, { headers: { authorization: `Bearer ${key}` } }),
+      ),
+    );
+
+  it('a key over its limit gets 429 problem+json with a Retry-After in seconds', async () => {
+    const key = await newKey();
+    const res = await volley(key, 20);
+    const limited = res.filter((r) => r.status === 429);
+    expect(limited.length).toBeGreaterThan(0);
+    expect(res.every((r) => r.status === 200 || r.status === 429)).toBe(true);
+    const r = limited[0]!;
+    expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    const retryAfter = r.headers.get('retry-after');
+    expect(retryAfter).toMatch(/^[1-9]\d*$/);
+    expect(Number(retryAfter)).toBeLessThanOrEqual(10);
+    expect(await r.json()).toMatchObject({ status: 429, code: 'rate_limited' });
+  });
+
+  it('the key works again once Retry-After has passed', async () => {
+    const key = await newKey();
+    const res = await volley(key, 20);
+    const limited = res.find((r) => r.status === 429)!;
+    await sleep(Number(limited.headers.get('retry-after')) * 1000 + 100);
+    const again = await fetch(`${h.url}/v1/machines`, { headers: { authorization: `Bearer ${key}` } });
+    expect(again.status).toBe(200);
+  });
+
+  it("one key's flood does not limit another key", async () => {
+    const flooder = await newKey();
+    const other = await newKey();
+    await volley(flooder, 30);
+    const res = await fetch(`${h.url}/v1/machines`, { headers: { authorization: `Bearer ${other}` } });
+    expect(res.status).toBe(200);
+  });
+
+  it('the limit holds across API processes: the allowance is counted once, in Redis', async () => {
+    const key = await newKey();
+    const second = `http://127.0.0.1:${secondApi.port}`;
+    const res = (await Promise.all([volley(key, 15), volley(key, 15, second)])).flat();
+    const ok = res.filter((r) => r.status === 200).length;
+    // One window's steady allowance (two, should the volley straddle a second) plus the burst:
+    // counted per process, each would let as many through.
+    expect(ok).toBeGreaterThanOrEqual(PER_SECOND);
+    expect(ok).toBeLessThanOrEqual(2 * PER_SECOND + BURST);
+    expect(res.filter((r) => r.status === 429).length).toBe(30 - ok);
+  });
+
+  it('a flood of pushes is limited before the body is read or the key looked up', async () => {
+    const key = await newKey();
+    const body = JSON.stringify({ machine: 'promotion', entityId: 'rl-1', type: 'create' });
+    const res = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        fetch(`${h.url}/v1/events`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body,
+        }),
+      ),
+    );
+    expect(res.filter((r) => r.status === 429).length).toBeGreaterThan(0);
+    expect(res.every((r) => r.status === 202 || r.status === 429)).toBe(true);
+  });
+
+  it('requests with a bad or no key are limited too, per credential or per address', async () => {
+    const bogus = await volley('psk_000000000000_' + 'x'.repeat(43), 20);
+    expect(bogus.filter((r) => r.status === 429).length).toBeGreaterThan(0);
+    expect(bogus.every((r) => r.status === 401 || r.status === 429)).toBe(true);
+    const anonymous = await Promise.all(Array.from({ length: 20 }, () => fetch(`${h.url}/v1/machines`)));
+    expect(anonymous.filter((r) => r.status === 429).length).toBeGreaterThan(0);
+  });
+
+  it('health, readiness and metrics are never limited', async () => {
+    for (const path of ['/healthz', '/readyz', '/metrics']) {
+      const res = await Promise.all(Array.from({ length: 20 }, () => fetch(`${h.url}${path}`)));
+      expect(res.map((r) => r.status).filter((s) => s === 429)).toEqual([]);
+    }
+  });
+});
