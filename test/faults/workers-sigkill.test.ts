@@ -32,6 +32,7 @@ describe('workers killed with SIGKILL mid-load', () => {
 
   it('loses no accepted event: jobs of a killed worker are taken up again and every row converges', async () => {
     // Jobs stay active a little longer per batch, so the kills find work in flight.
+    // FAULT_EXTRA_ENV='{"WORKER_MAX_STALLED_COUNT":"1"}' shows what BullMQ's default would lose.
     const env = stage.env({
       REDIS_URL,
       BATCH_FLUSH_MS: '20',
