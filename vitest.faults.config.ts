@@ -11,7 +11,7 @@ export default defineConfig({
     pool: 'forks',
     fileParallelism: false,
     maxWorkers: 1,
-    testTimeout: 300_000,
+    testTimeout: 420_000,
     hookTimeout: 120_000,
     reporters: ['default'],
   },

@@ -48,9 +48,8 @@ describe('a flood of duplicates and replays of old events', () => {
 
   it('moves no state backwards, and does not even touch a row', async () => {
     const env = stage.env({ REDIS_URL });
-    const api = await startApi('api', env);
-    stage.track(api.child);
-    for (const i of [0, 1]) stage.track(await startWorker(`worker-${i}`, env));
+    const api = await startApi('api', env, stage.track);
+    for (const i of [0, 1]) await startWorker(`worker-${i}`, env, stage.track);
 
     // First every history in full (shuffled), until it is all applied.
     const load = buildWorkload(stage.registry, { minEvents: FIRST_EVENTS, seed: 4404, prefix: 'd' });

@@ -39,12 +39,10 @@ describe('Postgres unreachable for 10 s (a proxy drops and refuses connections)'
     const viaProxy = new URL(stage.databaseUrl);
     viaProxy.host = `127.0.0.1:${proxy.port}`;
     const env = stage.env({ REDIS_URL, DATABASE_URL: viaProxy.toString() });
-    const api = await startApi('api', env);
-    stage.track(api.child);
+    const api = await startApi('api', env, stage.track);
     const workers: Child[] = [];
     for (const i of [0, 1]) {
-      const w = await startWorker(`worker-${i}`, env);
-      stage.track(w);
+      const w = await startWorker(`worker-${i}`, env, stage.track);
       workers.push(w);
     }
     const queue = new Queue(stage.queueName, { connection: redis });

@@ -12,13 +12,13 @@ import {
   sleep,
   waitDrained,
 } from '../helpers/load.ts';
-import { Child, freePort, startApi, startWorker } from '../helpers/processes.ts';
+import { Child, freePort, startApi, startWorker, type OnSpawn } from '../helpers/processes.ts';
 
 const MIN_EVENTS = 22_000;
 const OUTAGE_MS = 4000;
 
 /** A private redis-server that fsyncs its append-only file before it answers a write. */
-async function startRedis(port: number, dir: string): Promise<Child> {
+async function startRedis(port: number, dir: string, onSpawn: OnSpawn): Promise<Child> {
   const child = new Child(
     'redis',
     'redis-server',
@@ -40,6 +40,7 @@ async function startRedis(port: number, dir: string): Promise<Child> {
     ],
     {},
   );
+  onSpawn(child);
   await child.waitForLine(/Ready to accept connections/);
   return child;
 }
@@ -62,11 +63,10 @@ describe('Redis killed and restarted mid-load (AOF, appendfsync always)', () => 
   it('producers get 503 while it is down, never a silent drop: every event acknowledged with 202 is applied', async () => {
     const port = await freePort();
     const redisUrl = `redis://127.0.0.1:${port}`;
-    redis = stage.track(await startRedis(port, dir));
+    redis = await startRedis(port, dir, stage.track);
     const env = stage.env({ REDIS_URL: redisUrl, BATCH_FLUSH_MS: '20' });
-    const api = await startApi('api', env);
-    stage.track(api.child);
-    for (const i of [0, 1]) stage.track(await startWorker(`worker-${i}`, env));
+    const api = await startApi('api', env, stage.track);
+    for (const i of [0, 1]) await startWorker(`worker-${i}`, env, stage.track);
 
     const load = buildWorkload(stage.registry, {
       minEvents: MIN_EVENTS,
@@ -103,7 +103,7 @@ describe('Redis killed and restarted mid-load (AOF, appendfsync always)', () => 
     await sleep(OUTAGE_MS - 300);
     await probe;
     const acknowledgedDuringOutage = producer.stats.acknowledged - acknowledgedAtKill;
-    redis = stage.track(await startRedis(port, dir));
+    redis = await startRedis(port, dir, stage.track);
     const restartedAt = producer.progress;
 
     const stats = await running;

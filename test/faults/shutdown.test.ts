@@ -32,12 +32,10 @@ describe('graceful shutdown of a worker under load (SIGTERM)', () => {
 
   it('stops taking jobs, finishes its batches, exits 0, and nothing in flight is lost or applied twice', async () => {
     const env = stage.env({ REDIS_URL, BATCH_FLUSH_MS: '20' });
-    const api = await startApi('api', env);
-    stage.track(api.child);
+    const api = await startApi('api', env, stage.track);
     const workers: Child[] = [];
     const spawnWorker = async (i: number): Promise<void> => {
-      const w = await startWorker(`worker-${i}`, env);
-      stage.track(w);
+      const w = await startWorker(`worker-${i}`, env, stage.track);
       workers[i] = w;
     };
     await Promise.all([spawnWorker(0), spawnWorker(1)]);

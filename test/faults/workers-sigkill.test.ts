@@ -38,12 +38,10 @@ describe('workers killed with SIGKILL mid-load', () => {
       BATCH_FLUSH_MS: '20',
       ...(process.env.FAULT_EXTRA_ENV ? JSON.parse(process.env.FAULT_EXTRA_ENV) : {}),
     });
-    const api = await startApi('api', env);
-    stage.track(api.child);
+    const api = await startApi('api', env, stage.track);
     const workers: Child[] = [];
     const spawnWorker = async (i: number): Promise<void> => {
-      const w = await startWorker(`worker-${i}`, env);
-      stage.track(w);
+      const w = await startWorker(`worker-${i}`, env, stage.track);
       workers[i] = w;
     };
     await Promise.all([spawnWorker(0), spawnWorker(1)]);

@@ -25,7 +25,10 @@ export interface FaultStage {
   }): ServiceEnv;
   /** Children to stop (SIGTERM, then SIGKILL) when the stage closes. */
   children: Set<Child>;
-  /** Registers a child: stopped at close, its output printed if the running test fails. */
+  /**
+   * Registers a child: stopped at close, its output printed if the running test fails. Pass it
+   * as `onSpawn` to the start functions so a child that never gets ready is stopped too.
+   */
   track<T extends Child>(child: T): T;
   close(): Promise<void>;
 }
@@ -61,6 +64,7 @@ export async function prepareStage(prefix: string): Promise<FaultStage> {
     children,
     track(child) {
       children.add(child);
+      if (started.includes(child)) return child;
       started.push(child);
       if (!watching) {
         watching = true;

@@ -128,22 +128,31 @@ export interface ServiceEnv {
   [name: string]: string;
 }
 
+/** Called with each child as soon as it is spawned, so that it is stopped even if it never gets ready. */
+export type OnSpawn = (child: Child) => void;
+
 /** Starts `promosync api` on a free port and resolves once it listens. */
-export async function startApi(name: string, env: ServiceEnv): Promise<{ child: Child; url: string }> {
+export async function startApi(
+  name: string,
+  env: ServiceEnv,
+  onSpawn?: OnSpawn,
+): Promise<{ child: Child; url: string }> {
   const child = new Child(name, process.execPath, [BIN, 'api'], {
     PORT: '0',
     HOST: '127.0.0.1',
     LOG_LEVEL: 'warn',
     ...env,
   });
+  onSpawn?.(child);
   const line = await child.waitForLine(/API on http:\/\/\S+/);
   const url = /API on (http:\/\/\S+?)\s/.exec(`${line} `)![1]!;
   return { child, url };
 }
 
 /** Starts `promosync worker` and resolves once it takes jobs. */
-export async function startWorker(name: string, env: ServiceEnv): Promise<Child> {
+export async function startWorker(name: string, env: ServiceEnv, onSpawn?: OnSpawn): Promise<Child> {
   const child = new Child(name, process.execPath, [BIN, 'worker'], { LOG_LEVEL: 'info', ...env });
+  onSpawn?.(child);
   await child.waitForLine(/"msg":"worker started"/);
   return child;
 }
