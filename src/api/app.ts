@@ -73,13 +73,6 @@ export function createApp(deps: AppDeps): Express {
   // Before the body is read: a key over its limit costs neither parsing nor a key lookup.
   if (deps.rateLimit) app.use('/v1', rateLimit(deps.rateLimit));
   app.use(
-    express.json({
-      limit: deps.bodyLimit ?? '17mb',
-      type: ['application/json', 'application/*+json'],
-      strict: false,
-    }),
-  );
-  app.use(
     healthRouter({
       probes: deps.probes,
       ...(deps.metrics ? { metrics: deps.metrics } : {}),

@@ -1,6 +1,7 @@
 import type { ErrorRequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import { PromosyncError, type ErrorCode } from '../domain/index.ts';
+import { isTransient } from '../store/index.ts';
 
 /** The one place error codes become HTTP statuses. */
 export const STATUS: Record<ErrorCode, number> = {
@@ -83,6 +84,8 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
       bp?.type === 'encoding.unsupported'
     ) {
       problem = new PromosyncError('invalid_request', (err as Error).message);
+    } else if (isTransient(err)) {
+      problem = new PromosyncError('unavailable', 'the database is unavailable; retry later', { cause: err });
     } else {
       problem = new PromosyncError('internal', 'an unexpected error occurred', { cause: err });
     }

@@ -26,6 +26,7 @@ export const listQuery = z.strictObject({
   status: z.string().max(128).optional().meta({ description: 'Only entities in this status.' }),
   updatedSince: z.iso
     .datetime({ offset: true, error: 'updatedSince must be an ISO 8601 date-time' })
+    .refine((v) => Number(v.slice(0, 4)) >= 1, 'updatedSince must be in the years 0001-9999')
     .optional()
     .meta({ description: 'Only entities changed at or after this time (ISO 8601 with offset).' }),
   limit,

@@ -25,13 +25,26 @@ export function isRetryable(err: unknown): boolean {
   return code !== undefined && RETRYABLE.has(code);
 }
 
+/** Prisma's codes for a database it cannot reach or get a connection to. */
+const PRISMA_TRANSIENT = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024']);
+
 /** The database is unreachable or overloaded: retry later, the input is fine. */
-export function isTransient(err: unknown): boolean {
+export function isTransient(err: unknown, depth = 0): boolean {
+  if (
+    depth < 5 &&
+    typeof err === 'object' &&
+    err !== null &&
+    'cause' in err &&
+    isTransient(err.cause, depth + 1)
+  ) {
+    return true;
+  }
   const code = codeOf(err);
+  if (code !== undefined && PRISMA_TRANSIENT.has(code)) return true;
   if (code !== undefined && (TRANSIENT_NODE.has(code) || TRANSIENT_CLASSES.some((c) => code.startsWith(c))))
     return true;
   const message = err instanceof Error ? err.message : '';
-  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
+  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|DatabaseNotReachable|ECONNREFUSED|ECONNRESET/i.test(
     message,
   );
 }

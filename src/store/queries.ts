@@ -91,7 +91,10 @@ function decodeCursor(cursor: string): { at: Date; id: string } {
   try {
     const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [unknown, unknown];
     const date = new Date(String(at));
-    if (typeof id !== 'string' || Number.isNaN(date.getTime())) throw new Error('bad cursor');
+    const year = date.getUTCFullYear();
+    if (typeof id !== 'string' || !/^[A-Za-z0-9._:-]{1,128}$/.test(id) || !(year >= 1 && year <= 9999)) {
+      throw new Error('bad cursor');
+    }
     return { at: date, id };
   } catch {
     throw new PromosyncError('invalid_request', 'cursor is not one this API returned', {
