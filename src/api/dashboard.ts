@@ -71,10 +71,8 @@ export function dashboardRouter(deps: { queue: Queue; verify: KeyVerifier }): Ro
   adapter.setBasePath(DASHBOARD_PATH);
   createBullBoard({
     queues: [new BullMQAdapter(deps.queue)],
-    // @bull-board/express pins its own copy of @bull-board/api (9.10.1 beside our 9.10.2). The two
-    // work together (the dashboard tests cover it), but TypeScript sees two declarations of
-    // the same private fields and refuses the adapter.
-    serverAdapter: adapter as unknown as Parameters<typeof createBullBoard>[0]['serverAdapter'],
+    // @bull-board/api and @bull-board/express are pinned to the same version: one copy of the types.
+    serverAdapter: adapter,
     options: { uiConfig: { boardTitle: 'promosync' } },
   });
   const router = Router();
