@@ -6,6 +6,7 @@ const schema = z.object({
   DATABASE_URL: z.string().url().optional(),
   REDIS_URL: z.string().url().optional(),
   PORT: int(3000, 0, 65535),
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   HOST: z.string().default('0.0.0.0'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   QUEUE_NAME: z
@@ -35,6 +36,8 @@ export interface Config {
   /** Redis URL; unset means redis://127.0.0.1:6379, or a private redis-server for `start`. */
   redisUrl: string | undefined;
   port: number;
+  /** worker processes: serve /healthz, /readyz and /metrics on this port; unset means none. */
+  metricsPort: number | undefined;
   host: string;
   logLevel: string;
   queueName: string;
@@ -81,6 +84,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     databaseUrl: e.DATABASE_URL,
     redisUrl: e.REDIS_URL,
     port: e.PORT,
+    metricsPort: e.METRICS_PORT,
     host: e.HOST,
     logLevel: e.LOG_LEVEL,
     queueName: e.QUEUE_NAME,

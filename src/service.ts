@@ -10,8 +10,7 @@ import { syncMachineDefs } from './store/index.ts';
 import { createRedis } from './queue/index.ts';
 import { EventQueue } from './queue/index.ts';
 import { EventWorker } from './queue/index.ts';
-import { createApp } from './api/index.ts';
-import { ApiServer } from './api/index.ts';
+import { ApiServer, createApp, createOpsApp } from './api/index.ts';
 import { Metrics } from './observability/index.ts';
 
 export interface ServiceOptions {
@@ -29,6 +28,8 @@ export interface ServiceOptions {
 export interface Service {
   /** The API's port, when it serves one. */
   port: number | undefined;
+  /** The operations port of a worker-only process, when METRICS_PORT is set. */
+  metricsPort: number | undefined;
   db: Database;
   registry: MachineRegistry;
   metrics: Metrics;
@@ -70,6 +71,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       for (const c of connections) c.disconnect();
     });
     let port: number | undefined;
+    let metricsPort: number | undefined;
 
     if (opts.worker) {
       const connection = createRedis(config.redisUrl);
@@ -91,6 +93,25 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       await worker.start();
       closers.push(() => worker.close());
       logger.info({ queue: config.queueName, concurrency: config.workerConcurrency }, 'worker started');
+      if (!opts.api && config.metricsPort !== undefined) {
+        const ops = new ApiServer(
+          createOpsApp({
+            metrics,
+            logger,
+            probes: {
+              postgres: async () => {
+                await db.pool.query('SELECT 1');
+              },
+              redis: async () => {
+                await connection.ping();
+              },
+            },
+          }),
+        );
+        metricsPort = await ops.start(config.metricsPort, config.host);
+        closers.push(() => ops.close());
+        logger.info({ port: metricsPort }, 'worker metrics listening');
+      }
     }
 
     if (opts.api) {
@@ -131,7 +152,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       closers.push(() => server.close());
       logger.info({ port, host: config.host }, 'API listening');
     }
-    return { port, db, registry, metrics, logger, close };
+    return { port, metricsPort, db, registry, metrics, logger, close };
   } catch (err) {
     await close();
     throw err;

@@ -2,3 +2,4 @@
 export { createApp, type AppDeps } from './app.ts';
 export { ApiServer } from './server.ts';
 export type { KeyVerifier } from './auth.ts';
+export { createOpsApp } from './ops-app.ts';
