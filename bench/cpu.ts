@@ -12,20 +12,14 @@ export interface CpuReport {
   machineBusy: number;
 }
 
-async function postgresPids(serverUrl: string, database: string): Promise<number[]> {
-  const c = new pg.Client({ connectionString: serverUrl });
-  await c.connect();
-  try {
-    // Our database's backends only: the server's own processes (WAL writer, checkpointer) work
-    // for every database on it, and the machine is shared.
-    const { rows } = await c.query<{ pid: number }>(
-      `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
-      [database],
-    );
-    return rows.map((r) => r.pid);
-  } finally {
-    await c.end();
-  }
+async function postgresPids(client: pg.Client, database: string): Promise<number[]> {
+  // Our database's backends only: the server's own processes (WAL writer, checkpointer) work
+  // for every database on it, and the machine is shared.
+  const { rows } = await client.query<{ pid: number }>(
+    'SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+    [database],
+  );
+  return rows.map((r) => r.pid);
 }
 
 async function redisPid(redis: Redis): Promise<number | undefined> {
@@ -35,14 +29,20 @@ async function redisPid(redis: Redis): Promise<number | undefined> {
 }
 
 /**
- * Measures CPU per component between `start()` and `stop()` from /proc. Postgres backends
- * that appear meanwhile count from zero; the figures are Linux-only and 0 elsewhere.
+ * Measures CPU per component between `start()` and `stop()` from /proc. Postgres backends are
+ * sampled every 250 ms, so one that appears meanwhile counts from zero and one that exits
+ * keeps what it had used at its last sample. Linux-only; 0 elsewhere.
  */
 export class CpuMeter {
-  private startPids = new Map<number, number>();
+  private readonly startPids = new Map<number, number>();
+  /** Postgres backends seen during the run: CPU at first sight (0 if new) and at last sight. */
+  private readonly backends = new Map<number, { first: number; last: number }>();
   private startSelf = process.cpuUsage();
   private startMachine = machineCpu();
   private startAt = 0;
+  private sampler: NodeJS.Timeout | undefined;
+  private sampling: Promise<void> = Promise.resolve();
+  private client: pg.Client | undefined;
 
   constructor(
     private readonly serverUrl: string,
@@ -52,19 +52,38 @@ export class CpuMeter {
     private readonly children: () => Record<string, number>,
   ) {}
 
-  private async components(): Promise<Record<string, number[]>> {
+  private async others(): Promise<Record<string, number[]>> {
     const out: Record<string, number[]> = {};
     for (const [name, pid] of Object.entries(this.children())) out[name] = [pid];
     const r = this.redis ? await redisPid(this.redis).catch(() => undefined) : undefined;
     if (r !== undefined) out.redis = [r];
-    out.postgres = await postgresPids(this.serverUrl, this.database).catch(() => []);
     return out;
   }
 
+  private async sampleBackends(initial: boolean): Promise<void> {
+    if (!this.client) return;
+    for (const pid of await postgresPids(this.client, this.database).catch(() => [])) {
+      const now = cpuSeconds(pid);
+      const b = this.backends.get(pid);
+      if (b) b.last = Math.max(b.last, now);
+      else this.backends.set(pid, { first: initial ? now : 0, last: now });
+    }
+  }
+
   async start(): Promise<void> {
-    for (const pids of Object.values(await this.components())) {
+    this.client = new pg.Client({
+      connectionString: this.serverUrl,
+      application_name: 'promosync-bench-meter',
+    });
+    await this.client.connect();
+    for (const pids of Object.values(await this.others())) {
       for (const pid of pids) this.startPids.set(pid, cpuSeconds(pid));
     }
+    await this.sampleBackends(true);
+    this.sampler = setInterval(() => {
+      this.sampling = this.sampling.then(() => this.sampleBackends(false));
+    }, 250);
+    this.sampler.unref();
     this.startSelf = process.cpuUsage();
     this.startMachine = machineCpu();
     this.startAt = performance.now();
@@ -74,10 +93,16 @@ export class CpuMeter {
     const wall = (performance.now() - this.startAt) / 1000;
     const self = process.cpuUsage(this.startSelf);
     const machine = machineCpu();
+    clearInterval(this.sampler);
+    await this.sampling;
+    await this.sampleBackends(false);
     const seconds: Record<string, number> = { bench: (self.user + self.system) / 1e6 };
-    for (const [name, pids] of Object.entries(await this.components())) {
+    for (const [name, pids] of Object.entries(await this.others())) {
       seconds[name] = pids.reduce((s, pid) => s + cpuSeconds(pid) - (this.startPids.get(pid) ?? 0), 0);
     }
+    seconds.postgres = [...this.backends.values()].reduce((s, b) => s + b.last - b.first, 0);
+    await this.client?.end().catch(() => {});
+    this.client = undefined;
     const total = machine.total - this.startMachine.total;
     return {
       seconds,

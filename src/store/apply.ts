@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { MachineRegistry, PreparedEvent } from '../domain/index.ts';
 import type { Outcome } from '../domain/index.ts';
 import { APPLY_SQL } from './apply-sql.ts';
-import { isRetryable } from './pg-errors.ts';
+import { isRetryable, isTransient } from './pg-errors.ts';
 
 export { APPLY_SQL };
 
@@ -57,6 +57,12 @@ export function applyParams(batch: BatchEvent[], machines: string): unknown[] {
 
 const MAX_ATTEMPTS = 8;
 
+/** The statement failed but its connection is fine: an SQLSTATE that is not about the connection. */
+function statementFailed(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !isTransient(err);
+}
+
 /**
  * Applies a batch of events in one atomic statement (see {@link APPLY_SQL}), retrying on
  * deadlocks, serialization failures and concurrent creation. Results are in input order.
@@ -75,25 +81,34 @@ export class Applier {
   async apply(batch: BatchEvent[]): Promise<AppliedEvent[]> {
     if (batch.length === 0) return [];
     const values = applyParams(batch, this.param);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const res = await this.pool.query<{
-          idx: number;
-          outcome: Outcome;
-          anomaly: boolean;
-          status: string | null;
-        }>({
-          name: 'promosync_apply',
-          text: APPLY_SQL,
-          values,
-        });
-        return res.rows.map((r) => ({ outcome: r.outcome, anomaly: r.anomaly, status: r.status }));
-      } catch (err) {
-        if (!isRetryable(err) || attempt >= MAX_ATTEMPTS) throw err;
-        const delay = Math.min(200, 2 ** attempt) * (0.5 + Math.random());
-        this.logger.debug({ err, attempt, delay }, 'apply conflicted, retrying');
-        await new Promise((r) => setTimeout(r, delay));
+    // One connection for every attempt. pool.query drops its connection on any error, so
+    // each retry after a conflict would pay for a new backend and prepare the statement again.
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const res = await client.query<{
+            idx: number;
+            outcome: Outcome;
+            anomaly: boolean;
+            status: string | null;
+          }>({
+            name: 'promosync_apply',
+            text: APPLY_SQL,
+            values,
+          });
+          return res.rows.map((r) => ({ outcome: r.outcome, anomaly: r.anomaly, status: r.status }));
+        } catch (err) {
+          if (!statementFailed(err)) broken = err instanceof Error ? err : new Error(String(err));
+          if (!isRetryable(err) || attempt >= MAX_ATTEMPTS) throw err;
+          const delay = Math.min(200, 2 ** attempt) * (0.5 + Math.random());
+          this.logger.debug({ err, attempt, delay }, 'apply conflicted, retrying');
+          await new Promise((r) => setTimeout(r, delay));
+        }
       }
+    } finally {
+      client.release(broken);
     }
   }
 }
