@@ -8,3 +8,4 @@ export * from './pg-errors.ts';
 export * from './queries.ts';
 export * from './rebuild.ts';
 export * from './retention.ts';
+export * from './transaction.ts';

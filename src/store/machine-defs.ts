@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Pool } from 'pg';
+import { withTransaction } from './transaction.ts';
 import type { MachineRegistry } from '../domain/index.ts';
 import { PromosyncError } from '../domain/index.ts';
 
@@ -37,10 +38,8 @@ export async function syncMachineDefs(
   registry: MachineRegistry,
   options: { acceptRemoved?: boolean } = {},
 ): Promise<MachineSync[]> {
-  const client = await pool.connect();
-  const report: MachineSync[] = [];
-  try {
-    await client.query('BEGIN');
+  return withTransaction(pool, async (client) => {
+    const report: MachineSync[] = [];
     await client.query('SELECT pg_advisory_xact_lock($1)', [RERANK_LOCK]);
     for (const info of registry.list()) {
       const a = info.analysis;
@@ -122,12 +121,6 @@ export async function syncMachineDefs(
       await client.query('DELETE FROM machine_def WHERE name = $1', [r.name]);
       report.push({ machine: r.name, status: 'removed', rows: Number(r.n) });
     }
-    await client.query('COMMIT');
     return report;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }

@@ -1,4 +1,5 @@
 import type { Pool, PoolClient } from 'pg';
+import { withTransaction } from './transaction.ts';
 import type { EventInput, FieldEntry, FieldValue, MachineRegistry, PreparedEvent } from '../domain/index.ts';
 import { compareRows, recomputeRow, PromosyncError, type Drift, type RowState } from '../domain/index.ts';
 
@@ -141,19 +142,8 @@ function groupLog(rows: LogRow[]): Map<string, LogRow[]> {
 }
 
 /** Runs `fn` in a read-only REPEATABLE READ transaction: rows and log from one snapshot. */
-async function snapshot<T>(pool: Pool, fn: (c: PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const out = await fn(client);
-    await client.query('COMMIT');
-    return out;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
+function snapshot<T>(pool: Pool, fn: (c: PoolClient) => Promise<T>): Promise<T> {
+  return withTransaction(pool, fn, { begin: 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' });
 }
 
 /**
@@ -167,9 +157,7 @@ async function fixEntity(
   machine: string,
   entityId: string,
 ): Promise<boolean> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return withTransaction(pool, async (client) => {
     const rows = await client.query<EntityRow>(
       `SELECT ${ENTITY_COLUMNS} FROM entity WHERE machine = $1 AND entity_id = $2 FOR UPDATE`,
       [machine, entityId],
@@ -180,10 +168,7 @@ async function fixEntity(
     );
     const found = check(registry, machine, entityId, rows.rows[0], log.rows);
     const r = found?.recomputed;
-    if (!found || !r || (found.drift.kind !== 'drift' && found.drift.kind !== 'missing-row')) {
-      await client.query('ROLLBACK');
-      return false;
-    }
+    if (!found || !r || (found.drift.kind !== 'drift' && found.drift.kind !== 'missing-row')) return false;
     const values = [
       machine,
       entityId,
@@ -208,14 +193,8 @@ async function fixEntity(
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9) ON CONFLICT (machine, entity_id) DO NOTHING`,
             values,
           );
-    await client.query('COMMIT');
     return written.rowCount === 1;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /**

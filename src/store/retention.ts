@@ -1,4 +1,5 @@
 import type { Pool } from 'pg';
+import { withTransaction } from './transaction.ts';
 import type { MachineRegistry } from '../domain/index.ts';
 
 export interface PurgeReport {
@@ -24,15 +25,15 @@ export async function purgeTombstones(
   options: { dryRun?: boolean } = {},
 ): Promise<PurgeReport> {
   const dryRun = options.dryRun ?? false;
-  const client = await pool.connect();
   const report: PurgeReport = { entities: {}, events: 0, eventKeys: 0, dryRun };
-  try {
-    await client.query('BEGIN');
-    for (const info of registry.list()) {
-      const { name, finalStates } = info.analysis;
-      if (finalStates.length === 0) continue;
-      const res = await client.query<{ n: string; e: string }>(
-        `WITH gone AS (
+  return withTransaction(
+    pool,
+    async (client) => {
+      for (const info of registry.list()) {
+        const { name, finalStates } = info.analysis;
+        if (finalStates.length === 0) continue;
+        const res = await client.query<{ n: string; e: string }>(
+          `WITH gone AS (
            ${dryRun ? 'SELECT machine, entity_id FROM entity' : 'DELETE FROM entity'}
            WHERE machine = $1 AND status = ANY($2::text[]) AND updated_at < $3
            ${dryRun ? '' : 'RETURNING machine, entity_id'}
@@ -42,26 +43,22 @@ export async function purgeTombstones(
            ${dryRun ? '' : 'RETURNING 1'}
          )
          SELECT (SELECT count(*) FROM gone)::text AS n, (SELECT count(*) FROM log)::text AS e`,
-        [name, finalStates, olderThan],
+          [name, finalStates, olderThan],
+        );
+        report.entities[name] = Number(res.rows[0]!.n);
+        report.events += Number(res.rows[0]!.e);
+      }
+      const keys = await client.query<{ n: string }>(
+        dryRun
+          ? 'SELECT count(*)::text AS n FROM event_key WHERE created_at < $1'
+          : 'WITH d AS (DELETE FROM event_key WHERE created_at < $1 RETURNING 1) SELECT count(*)::text AS n FROM d',
+        [olderThan],
       );
-      report.entities[name] = Number(res.rows[0]!.n);
-      report.events += Number(res.rows[0]!.e);
-    }
-    const keys = await client.query<{ n: string }>(
-      dryRun
-        ? 'SELECT count(*)::text AS n FROM event_key WHERE created_at < $1'
-        : 'WITH d AS (DELETE FROM event_key WHERE created_at < $1 RETURNING 1) SELECT count(*)::text AS n FROM d',
-      [olderThan],
-    );
-    report.eventKeys = Number(keys.rows[0]!.n);
-    await client.query(dryRun ? 'ROLLBACK' : 'COMMIT');
-    return report;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
+      report.eventKeys = Number(keys.rows[0]!.n);
+      return report;
+    },
+    { commit: !dryRun },
+  );
 }
 
 /** Parses `90d`, `12h`, `30m` or `45s` into milliseconds. */
