@@ -19,6 +19,7 @@ every promosync run converged, prints a table and writes bench/results/<mode>.md
   --only <ids>            comma-separated: ${SCENARIOS.join(',')}
   --rest-concurrency <n>  worker concurrency with REST batches (default 8)
   --queue-concurrency <n> worker concurrency with single-event jobs, no-op worker alike (default 4096)
+  --noop-peak-concurrency <n>  concurrency of the second no-op run (default 1024)
   --batch-max <n>         events per apply statement at most (default 5000)
   --flush-ms <n>          batch flush timer (default 5)
   --pool <n>              worker database pool size (default 10)
@@ -56,6 +57,7 @@ export async function main(
       only: { type: 'string' },
       'rest-concurrency': { type: 'string' },
       'queue-concurrency': { type: 'string' },
+      'noop-peak-concurrency': { type: 'string' },
       'batch-max': { type: 'string' },
       'flush-ms': { type: 'string' },
       pool: { type: 'string' },
@@ -82,6 +84,7 @@ export async function main(
   };
   set('restConcurrency', int(values['rest-concurrency']));
   set('queueConcurrency', int(values['queue-concurrency']));
+  set('noopPeakConcurrency', int(values['noop-peak-concurrency']));
   set('batchMaxEvents', int(values['batch-max']));
   set('batchFlushMs', int(values['flush-ms']));
   set('dbPoolSize', int(values.pool));

@@ -12,6 +12,8 @@ export interface BenchSettings {
   restConcurrency: number;
   /** WORKER_CONCURRENCY of the single-event scenario: promosync's worker and the no-op one alike. */
   queueConcurrency: number;
+  /** Concurrency of a second no-op run, where BullMQ alone does best (context for the ratio). */
+  noopPeakConcurrency: number;
   batchMaxEvents: number;
   batchFlushMs: number;
   dbPoolSize: number;

@@ -25,6 +25,7 @@ export const SCENARIOS = [
   'rest-combined',
   'rest-split-1',
   'queue-noop',
+  'queue-noop-peak',
   'queue-promosync',
   'sync1',
   'sync2',
@@ -56,6 +57,7 @@ export function defaultSettings(serverUrl: string, redisUrl: string): BenchSetti
     redisUrl,
     restConcurrency: 8,
     queueConcurrency: 4096,
+    noopPeakConcurrency: 1024,
     batchMaxEvents: 5000,
     batchFlushMs: 5,
     dbPoolSize: 10,
@@ -138,6 +140,7 @@ export async function runBench(
   ];
   for (const [id, layout] of layouts) if (only.has(id)) record(await restIngest(ctx, layout));
   if (only.has('queue-noop')) record(await singleEventJobs(ctx, 'noop'));
+  if (only.has('queue-noop-peak')) record(await singleEventJobs(ctx, 'noop-peak'));
   if (only.has('queue-promosync')) record(await singleEventJobs(ctx, 'promosync'));
   const designs = (['sync1', 'sync2', 'naive', 'ceiling'] as const).filter((d) => only.has(d));
   if (designs.length > 0) results.push(...(await postgresDesigns(ctx, designs as PostgresDesign[])));

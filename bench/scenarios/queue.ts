@@ -18,9 +18,10 @@ const JOB_OPTIONS = { removeOnComplete: true, removeOnFail: 10_000 };
  */
 export async function singleEventJobs(
   ctx: BenchContext,
-  kind: 'promosync' | 'noop',
+  kind: 'promosync' | 'noop' | 'noop-peak',
 ): Promise<ScenarioResult> {
   const s = ctx.settings;
+  const concurrency = kind === 'noop-peak' ? s.noopPeakConcurrency : s.queueConcurrency;
   const result: ScenarioResult =
     kind === 'promosync'
       ? {
@@ -33,8 +34,11 @@ export async function singleEventJobs(
           notes: [],
         }
       : {
-          id: 'queue-noop',
-          name: 'Single-event jobs via BullMQ (no-op worker: the ceiling)',
+          id: kind === 'noop' ? 'queue-noop' : 'queue-noop-peak',
+          name:
+            kind === 'noop'
+              ? 'Single-event jobs via BullMQ (no-op worker: the ceiling)'
+              : `Single-event jobs via BullMQ (no-op worker at concurrency ${concurrency})`,
           count: 0,
           seconds: 0,
           rate: 0,
@@ -56,7 +60,7 @@ export async function singleEventJobs(
     }));
     for (let i = 0; i < jobs.length; i += 1000) await queue.addBulk(jobs.slice(i, i + 1000));
 
-    const env = promosyncEnv(s, db.url, queueName, s.queueConcurrency);
+    const env = promosyncEnv(s, db.url, queueName, concurrency);
     children.push(
       kind === 'promosync' ? await spawnPromosync('worker', env, s.nodeArgs) : await spawnNoopWorker(env),
     );
@@ -72,7 +76,7 @@ export async function singleEventJobs(
     result.seconds = (end - t0) / 1000;
     result.rate = result.count / result.seconds;
     result.notes.push(
-      `${jobs.length} jobs of one event, concurrency ${s.queueConcurrency}, job options ${JSON.stringify(JOB_OPTIONS)}`,
+      `${jobs.length} jobs of one event, concurrency ${concurrency}, job options ${JSON.stringify(JOB_OPTIONS)}`,
     );
     await stopAll(children);
     if (kind === 'promosync') {

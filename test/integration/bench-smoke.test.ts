@@ -50,6 +50,7 @@ describe('the benchmark', () => {
         'ceiling',
         'naive',
         'queue-noop',
+        'queue-noop-peak',
         'queue-promosync',
         'rest-combined',
         'rest-split-1',
