@@ -14,8 +14,7 @@ export class Metrics {
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
 
   constructor(options: { defaults?: boolean } = {}) {
-    if (options.defaults !== false)
-      collectDefaultMetrics({ register: this.registry, prefix: 'promosync_' });
+    if (options.defaults !== false) collectDefaultMetrics({ register: this.registry, prefix: 'promosync_' });
     this.received = new Counter({
       name: 'promosync_events_received_total',
       help: 'Events accepted for processing, by machine and source',
