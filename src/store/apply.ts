@@ -108,6 +108,12 @@ export class Applier {
     // each retry after a conflict would pay for a new backend and prepare the statement again.
     const client = await this.pool.connect();
     let broken: Error | undefined;
+    // A checked-out client reports a dropped connection as an 'error' event, which would end
+    // the process if nobody listened; the pending query rejects as well and is handled below.
+    const onError = (err: Error): void => {
+      broken = err;
+    };
+    client.on('error', onError);
     try {
       for (let attempt = 1; ; attempt++) {
         try {
@@ -131,6 +137,7 @@ export class Applier {
         }
       }
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
   }

@@ -22,6 +22,8 @@ export interface MigrationReport {
  */
 export async function migrate(url: string, dir = MIGRATIONS_DIR): Promise<MigrationReport> {
   const client = new pg.Client({ connectionString: url, application_name: 'promosync-migrate' });
+  // A dropped connection also fails the pending query, which is what reports it.
+  client.on('error', () => {});
   await client.connect();
   try {
     await client.query('SELECT pg_advisory_lock($1)', [PRISMA_MIGRATE_LOCK]);

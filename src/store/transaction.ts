@@ -10,6 +10,13 @@ export async function withTransaction<T>(
   options: { begin?: string; commit?: boolean } = {},
 ): Promise<T> {
   const client = await pool.connect();
+  let broken: Error | undefined;
+  // A dropped connection is also emitted as 'error' on a checked-out client: without a
+  // listener it would end the process. The pending query rejects too, and we rethrow that.
+  const onError = (err: Error): void => {
+    broken = err;
+  };
+  client.on('error', onError);
   try {
     await client.query(options.begin ?? 'BEGIN');
     const out = await fn(client);
@@ -19,6 +26,7 @@ export async function withTransaction<T>(
     await client.query('ROLLBACK').catch(() => {});
     throw err;
   } finally {
-    client.release();
+    client.off('error', onError);
+    client.release(broken);
   }
 }
