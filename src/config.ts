@@ -16,6 +16,7 @@ const schema = z.object({
   WORKER_CONCURRENCY: int(64, 1, 10_000),
   BATCH_MAX_EVENTS: int(2000, 1, 100_000),
   BATCH_FLUSH_MS: int(5, 0, 10_000),
+  BATCH_LANES: int(2, 1, 64),
   DB_POOL_SIZE: int(10, 1, 1000),
   JOB_ATTEMPTS: int(25, 1, 1000),
   JOB_BACKOFF_MS: int(500, 1, 3_600_000),
@@ -47,6 +48,8 @@ export interface Config {
   batchMaxEvents: number;
   /** …or this many milliseconds after its first event arrived. */
   batchFlushMs: number;
+  /** Apply lanes per worker process: entities are split between them by hash. */
+  batchLanes: number;
   dbPoolSize: number;
   /** Attempts and first backoff delay of jobs the API enqueues. */
   jobAttempts: number;
@@ -91,6 +94,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     workerConcurrency: e.WORKER_CONCURRENCY,
     batchMaxEvents: e.BATCH_MAX_EVENTS,
     batchFlushMs: e.BATCH_FLUSH_MS,
+    batchLanes: e.BATCH_LANES,
     dbPoolSize: e.DB_POOL_SIZE,
     jobAttempts: e.JOB_ATTEMPTS,
     jobBackoffMs: e.JOB_BACKOFF_MS,

@@ -86,6 +86,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         concurrency: config.workerConcurrency,
         batchMaxEvents: config.batchMaxEvents,
         batchFlushMs: config.batchFlushMs,
+        lanes: config.batchLanes,
         lockDurationMs: config.workerLockDurationMs,
         stalledIntervalMs: config.workerStalledIntervalMs,
         maxStalledCount: config.workerMaxStalledCount,
