@@ -1,11 +1,8 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type Locator } from 'playwright-core';
+import { type Browser, type Locator } from 'playwright-core';
 import { startHarness, type Harness } from '../helpers/harness.ts';
-
-/** The browser these tests drive; CHROMIUM_PATH overrides the Debian location. */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const OUT = 'test-output';
+import { launchBrowser, noBrowser, OUT } from '../helpers/browser.ts';
 
 interface Box {
   x: number;
@@ -15,27 +12,14 @@ interface Box {
   what: string;
 }
 
-// Skipped without a browser, except in CI, where a missing browser is a failure.
-describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)('machine diagrams in a browser', () => {
+describe.skipIf(noBrowser)('machine diagrams in a browser', () => {
   let h: Harness;
   let browser: Browser;
 
   beforeAll(async () => {
     mkdirSync(OUT, { recursive: true });
     h = await startHarness();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchBrowser();
   });
   afterAll(async () => {
     await browser?.close();
