@@ -3,14 +3,13 @@ import { Queue } from 'bullmq';
 import { REDIS_URL } from '../helpers/db.ts';
 import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
 import {
-  buildWorkload,
   checkConvergence,
   failedJobs,
   obliterate,
-  Producer,
   report,
   sleep,
   waitDrained,
+  startFaultLoad,
 } from '../helpers/load.ts';
 import { startApi, startWorker, type Child } from '../helpers/processes.ts';
 import { TcpProxy } from '../helpers/tcp-proxy.ts';
@@ -47,23 +46,16 @@ describe('Postgres unreachable for 10 s (a proxy drops and refuses connections)'
     }
     const queue = new Queue(stage.queueName, { connection: redis });
 
-    const load = buildWorkload(stage.registry, {
-      minEvents: MIN_EVENTS,
-      seed: 3303,
-      prefix: 'p',
-      dupRate: 0.15,
-      dropRate: 0.1,
-    });
-    const producer = new Producer({
-      url: api.url,
-      key: stage.key,
-      maxBatch: 30,
-      concurrency: 8,
-      eventsPerSecond: 1500,
-      seed: 13,
-    });
-    const t0 = Date.now();
-    const running = producer.run(load.sends);
+    const { load, producer, running, t0 } = startFaultLoad(
+      stage.registry,
+      { url: api.url, key: stage.key },
+      {
+        minEvents: MIN_EVENTS,
+        seed: 3303,
+        prefix: 'p',
+        producerSeed: 13,
+      },
+    );
 
     await producer.reached(0.35);
     const statusesBefore = { ...producer.stats.statuses };

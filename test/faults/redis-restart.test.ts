@@ -3,15 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
-import {
-  buildWorkload,
-  checkConvergence,
-  failedJobs,
-  Producer,
-  report,
-  sleep,
-  waitDrained,
-} from '../helpers/load.ts';
+import { checkConvergence, failedJobs, report, sleep, waitDrained, startFaultLoad } from '../helpers/load.ts';
 import { Child, freePort, startApi, startWorker, type OnSpawn } from '../helpers/processes.ts';
 
 const MIN_EVENTS = 22_000;
@@ -68,23 +60,16 @@ describe('Redis killed and restarted mid-load (AOF, appendfsync always)', () => 
     const api = await startApi('api', env, stage.track);
     for (const i of [0, 1]) await startWorker(`worker-${i}`, env, stage.track);
 
-    const load = buildWorkload(stage.registry, {
-      minEvents: MIN_EVENTS,
-      seed: 2202,
-      prefix: 'r',
-      dupRate: 0.15,
-      dropRate: 0.1,
-    });
-    const producer = new Producer({
-      url: api.url,
-      key: stage.key,
-      maxBatch: 30,
-      concurrency: 8,
-      eventsPerSecond: 1500,
-      seed: 11,
-    });
-    const t0 = Date.now();
-    const running = producer.run(load.sends);
+    const { load, producer, running, t0 } = startFaultLoad(
+      stage.registry,
+      { url: api.url, key: stage.key },
+      {
+        minEvents: MIN_EVENTS,
+        seed: 2202,
+        prefix: 'r',
+        producerSeed: 11,
+      },
+    );
 
     await producer.reached(0.35);
     redis.kill('SIGKILL');

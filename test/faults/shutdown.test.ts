@@ -3,14 +3,13 @@ import { Queue, QueueEvents } from 'bullmq';
 import { REDIS_URL } from '../helpers/db.ts';
 import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
 import {
-  buildWorkload,
   checkConvergence,
   failedJobs,
   obliterate,
-  Producer,
   report,
   sleep,
   waitDrained,
+  startFaultLoad,
 } from '../helpers/load.ts';
 import { startApi, startWorker, type Child } from '../helpers/processes.ts';
 import { createRedis } from '../../src/queue/redis.ts';
@@ -46,23 +45,16 @@ describe('graceful shutdown of a worker under load (SIGTERM)', () => {
     events.on('stalled', () => (stalled += 1));
     await events.waitUntilReady();
 
-    const load = buildWorkload(stage.registry, {
-      minEvents: MIN_EVENTS,
-      seed: 5505,
-      prefix: 's',
-      dupRate: 0.15,
-      dropRate: 0.1,
-    });
-    const producer = new Producer({
-      url: api.url,
-      key: stage.key,
-      maxBatch: 30,
-      concurrency: 8,
-      eventsPerSecond: 1500,
-      seed: 17,
-    });
-    const t0 = Date.now();
-    const running = producer.run(load.sends);
+    const { load, producer, running, t0 } = startFaultLoad(
+      stage.registry,
+      { url: api.url, key: stage.key },
+      {
+        minEvents: MIN_EVENTS,
+        seed: 5505,
+        prefix: 's',
+        producerSeed: 17,
+      },
+    );
 
     // Each worker in turn is stopped while jobs are active, and replaced.
     const shutdowns: Array<{

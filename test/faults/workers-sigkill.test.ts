@@ -3,14 +3,13 @@ import { Queue, QueueEvents } from 'bullmq';
 import { REDIS_URL } from '../helpers/db.ts';
 import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
 import {
-  buildWorkload,
   checkConvergence,
   failedJobs,
   obliterate,
-  Producer,
   report,
   sleep,
   waitDrained,
+  startFaultLoad,
 } from '../helpers/load.ts';
 import { startApi, startWorker, type Child } from '../helpers/processes.ts';
 import { createRedis } from '../../src/queue/redis.ts';
@@ -52,23 +51,16 @@ describe('workers killed with SIGKILL mid-load', () => {
     events.on('stalled', () => (stalled += 1));
     await events.waitUntilReady();
 
-    const load = buildWorkload(stage.registry, {
-      minEvents: MIN_EVENTS,
-      seed: 1101,
-      prefix: 'k',
-      dupRate: 0.15,
-      dropRate: 0.1,
-    });
-    const producer = new Producer({
-      url: api.url,
-      key: stage.key,
-      maxBatch: 30,
-      concurrency: 8,
-      eventsPerSecond: 1500,
-      seed: 7,
-    });
-    const t0 = Date.now();
-    const running = producer.run(load.sends);
+    const { load, producer, running, t0 } = startFaultLoad(
+      stage.registry,
+      { url: api.url, key: stage.key },
+      {
+        minEvents: MIN_EVENTS,
+        seed: 1101,
+        prefix: 'k',
+        producerSeed: 7,
+      },
+    );
 
     // Kill while jobs are active: one worker at a time, both at once, and both again just as
     // they take up the jobs the first double kill left behind (those jobs stall twice).

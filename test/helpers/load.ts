@@ -397,3 +397,32 @@ export async function failedJobs(redisUrl: string, queueName: string): Promise<s
     redis.disconnect();
   }
 }
+
+/**
+ * The load every fault scenario runs: a workload of at least `minEvents` (15% duplicated, 10%
+ * of intermediates dropped) sent over HTTP at 1500 events/s by 8 clients in requests of up to
+ * 30 events. Seeds make each scenario's load the same on every run.
+ */
+export function startFaultLoad(
+  registry: MachineRegistry,
+  target: { url: string; key: string },
+  o: { minEvents: number; seed: number; prefix: string; producerSeed: number },
+): { load: Workload; producer: Producer; running: Promise<ProducerStats>; t0: number } {
+  const load = buildWorkload(registry, {
+    minEvents: o.minEvents,
+    seed: o.seed,
+    prefix: o.prefix,
+    dupRate: 0.15,
+    dropRate: 0.1,
+  });
+  const producer = new Producer({
+    url: target.url,
+    key: target.key,
+    maxBatch: 30,
+    concurrency: 8,
+    eventsPerSecond: 1500,
+    seed: o.producerSeed,
+  });
+  const t0 = Date.now();
+  return { load, producer, running: producer.run(load.sends), t0 };
+}
