@@ -1,12 +1,12 @@
 import { z } from 'zod';
-import type { ErrorCode } from '../domain/index.ts';
+import { ID_PATTERN, type ErrorCode } from '../domain/index.ts';
 
 // The schemas of the REST API. The routes validate requests with the request schemas below,
 // and the OpenAPI document is generated from these same objects (and the event contract), so
 // the two cannot drift apart. The response schemas describe what the routes send.
 
 /** An entity id in a path: the same characters the event contract allows. */
-export const idParam = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/);
+export const idParam = z.string().regex(ID_PATTERN);
 
 /** Query of `POST /v1/events`. */
 export const postQuery = z.strictObject({

@@ -3,7 +3,7 @@ import { loadConfig } from '../config.ts';
 import { requireDatabase, resolveTargets } from './targets.ts';
 import { openDatabase } from '../store/index.ts';
 import { createKey, listKeys, revokeKey, type Role } from '../store/index.ts';
-import { sourceSchema } from '../domain/index.ts';
+import { ID_PATTERN, sourceSchema } from '../domain/index.ts';
 import { machines } from '../../machines/index.ts';
 
 async function withDb<T>(fn: (db: ReturnType<typeof openDatabase>) => Promise<T>): Promise<T> {
@@ -42,7 +42,7 @@ export function registerKeys(program: Command): void {
         if (role === 'producer' && !(o.source && sourceSchema.safeParse(o.source).success)) {
           throw new Error('a producer key needs --source <name> (1-64 characters of [A-Za-z0-9._:-])');
         }
-        if (role === 'merchant' && !(o.merchant && /^[A-Za-z0-9._:-]{1,128}$/.test(o.merchant))) {
+        if (role === 'merchant' && !(o.merchant && ID_PATTERN.test(o.merchant))) {
           throw new Error('a merchant key needs --merchant <merchantId>');
         }
         const list = o.machines

@@ -6,7 +6,8 @@ export const MAX_EVENTS_PER_REQUEST = 1000;
 /** The largest `data` object, serialized, in bytes. */
 export const MAX_DATA_BYTES = 16 * 1024;
 
-const idPattern = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Entity and merchant ids: 1-128 characters of [A-Za-z0-9._:-]. */
+export const ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 const fieldName = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 
 /** Strings Postgres can store in text and jsonb: well-formed Unicode, no NUL. */
@@ -36,7 +37,7 @@ export const dataSchema = z
 /** One event as producers send it (SPEC §4), before the machine-specific checks. */
 export const eventSchema = z.strictObject({
   machine: z.string().min(1).max(64),
-  entityId: z.string().regex(idPattern, 'entityId must be 1-128 characters of [A-Za-z0-9._:-]'),
+  entityId: z.string().regex(ID_PATTERN, 'entityId must be 1-128 characters of [A-Za-z0-9._:-]'),
   type: z.string().min(1).max(64),
   eventId: z
     .string()
@@ -52,7 +53,7 @@ export const eventSchema = z.strictObject({
     .optional(),
   merchantId: z
     .string()
-    .regex(idPattern, 'merchantId must be 1-128 characters of [A-Za-z0-9._:-]')
+    .regex(ID_PATTERN, 'merchantId must be 1-128 characters of [A-Za-z0-9._:-]')
     .optional(),
   occurredAt: z.iso
     .datetime({ offset: true, error: 'occurredAt must be an ISO 8601 date-time' })

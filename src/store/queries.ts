@@ -1,6 +1,6 @@
 import type { PrismaClient } from './db.ts';
 import type { FieldValue } from '../domain/index.ts';
-import { PromosyncError } from '../domain/index.ts';
+import { ID_PATTERN, PromosyncError } from '../domain/index.ts';
 
 /** An entity as the API returns it. */
 export interface EntityView {
@@ -92,7 +92,7 @@ function decodeCursor(cursor: string): { at: Date; id: string } {
     const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [unknown, unknown];
     const date = new Date(String(at));
     const year = date.getUTCFullYear();
-    if (typeof id !== 'string' || !/^[A-Za-z0-9._:-]{1,128}$/.test(id) || !(year >= 1 && year <= 9999)) {
+    if (typeof id !== 'string' || !ID_PATTERN.test(id) || !(year >= 1 && year <= 9999)) {
       throw new Error('bad cursor');
     }
     return { at: date, id };
