@@ -3,14 +3,8 @@ import type { Redis } from 'ioredis';
 import { machines } from '../machines/index.ts';
 import type { Config } from './config.ts';
 import { MachineRegistry } from './domain/index.ts';
-import { openDatabase, type Database } from './store/index.ts';
-import { Applier } from './store/index.ts';
-import { verifyKey } from './store/index.ts';
-import { syncMachineDefs } from './store/index.ts';
-import { createRedis } from './queue/index.ts';
-import { EventQueue } from './queue/index.ts';
-import { EventWorker } from './queue/index.ts';
-import { ApiServer, createApp, createOpsApp } from './api/index.ts';
+import { Applier, openDatabase, syncMachineDefs, verifyKey, type Database } from './store/index.ts';
+import { createRedis, EventQueue, EventWorker } from './queue/index.ts';
 import { Metrics } from './observability/index.ts';
 
 export interface ServiceOptions {
@@ -95,6 +89,8 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       closers.push(() => worker.close());
       logger.info({ queue: config.queueName, concurrency: config.workerConcurrency }, 'worker started');
       if (!opts.api && config.metricsPort !== undefined) {
+        // Loaded only by processes that serve HTTP: a plain worker does without Express.
+        const { ApiServer, createOpsApp } = await import('./api/index.ts');
         const ops = new ApiServer(
           createOpsApp({
             metrics,
@@ -125,6 +121,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         backoffMs: config.jobBackoffMs,
       });
       closers.push(() => queue.close());
+      const { ApiServer, createApp } = await import('./api/index.ts');
       const app = createApp({
         registry,
         queue,
