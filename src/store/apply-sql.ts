@@ -1,14 +1,19 @@
 /**
  * The apply statement: SPEC §3 for a whole batch, in one atomic statement.
  *
- * Parameters are parallel arrays, one element per event in arrival order ($1–$12), and
- * $13, the machines' targets-by-rank and reachability as JSON. Steps:
+ * The caller ({@link applyParams} in apply.ts) hands the batch over grouped by entity, in a
+ * fixed entity order, arrival order kept within each entity: parallel arrays $1–$12 (one
+ * element per event), $14 the arrival index, $15 the entity's group number, $16 whether the
+ * event is the first of the batch with its (source, eventId); $17/$18 the entities in group
+ * order; $19/$20 the idempotency keys to claim, sorted. $13 holds the machines' targets by
+ * rank and reachability as JSON. Everything the statement sorts or joins on is then a small
+ * integer, and its locks follow one order in every worker. Steps:
  *  1. `fresh_ids` claims idempotency keys; an event whose (source, eventId) was claimed
  *     before, by an earlier batch or earlier in this one, is a duplicate.
  *  2. `cur` reads the touched rows without locking. Keys only grow, so an event that loses
  *     against this snapshot loses for good: such rows are neither locked nor written.
- *  3. `locked` locks the remaining rows in (machine, entity_id) order, so concurrent
- *     batches wait on each other instead of deadlocking, and reads their latest version.
+ *  3. `locked` locks the remaining rows in group order, so concurrent batches wait on each
+ *     other instead of deadlocking, and reads their latest version.
  *  4. `ev` replays the batch per entity in arrival order with window functions: the
  *     outcome of each event against the row and the events before it, and anomalies.
  *  5. `delta` folds each entity's events: the winning status and, per field, the value of
@@ -21,50 +26,58 @@ export const APPLY_SQL = `
 WITH
 m AS (SELECT $13::jsonb AS j),
 input AS (
-  SELECT u.ord::int AS idx, u.machine, u.entity_id, u.type, u.key, u.version, u.event_id, u.source,
-         u.merchant_id, u.data::jsonb AS data, u.target, u.occurred_at, u.job_id
+  SELECT u.ord::int AS ord, u.idx, u.grp, u.first, u.machine, u.entity_id, u.type, u.key, u.version,
+         u.event_id, u.source, u.merchant_id, u.data::jsonb AS data, u.target, u.occurred_at, u.job_id
   FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
-              $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[])
+              $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[], $14::int[], $15::int[],
+              $16::bool[])
        WITH ORDINALITY AS u(machine, entity_id, type, key, version, event_id, source, merchant_id, data,
-                            target, occurred_at, job_id, ord)
+                            target, occurred_at, job_id, idx, grp, first, ord)
+),
+ents AS (
+  SELECT (u.ord - 1)::int AS grp, u.machine, u.entity_id
+  FROM unnest($17::text[], $18::text[]) WITH ORDINALITY AS u(machine, entity_id, ord)
 ),
 fresh_ids AS (
   INSERT INTO event_key (source, event_id)
-  SELECT DISTINCT source, event_id FROM input WHERE event_id IS NOT NULL
-  ORDER BY source, event_id
+  SELECT source, event_id FROM unnest($19::text[], $20::text[]) AS k(source, event_id)
   ON CONFLICT DO NOTHING
   RETURNING source, event_id
 ),
 cur AS (
-  SELECT e.machine, e.entity_id, e.status, e.key, e.merchant_id, e.fields
-  FROM entity e
-  WHERE (e.machine, e.entity_id) IN (SELECT machine, entity_id FROM input)
+  -- One primary-key lookup per entity (OFFSET 0 keeps the planner from hashing the whole table).
+  SELECT n.grp, e.status, e.key, e.merchant_id, e.fields
+  FROM ents n CROSS JOIN LATERAL (
+    SELECT e.status, e.key, e.merchant_id, e.fields FROM entity e
+    WHERE e.machine = n.machine AND e.entity_id = n.entity_id OFFSET 0) e
 ),
 cand AS (
-  SELECT DISTINCT c.machine, c.entity_id
-  FROM input i JOIN cur c USING (machine, entity_id)
+  SELECT DISTINCT c.grp
+  FROM cur c JOIN input i USING (grp)
   WHERE i.key > c.key
      OR (c.merchant_id IS NULL AND i.merchant_id IS NOT NULL)
      OR (i.data IS NOT NULL AND promosync_fields_win(c.fields, i.data, i.key))
 ),
 locked AS (
-  SELECT e.machine, e.entity_id, e.status, e.key, e.merchant_id, e.fields
-  FROM entity e JOIN cand USING (machine, entity_id)
-  ORDER BY e.machine, e.entity_id
-  FOR UPDATE OF e
+  SELECT n.grp, e.status, e.key, e.merchant_id, e.fields
+  FROM ents n JOIN cand USING (grp) CROSS JOIN LATERAL (
+    SELECT e.status, e.key, e.merchant_id, e.fields FROM entity e
+    WHERE e.machine = n.machine AND e.entity_id = n.entity_id OFFSET 0 FOR UPDATE) e
+  ORDER BY n.grp
 ),
 base AS (
   SELECT * FROM locked
   UNION ALL
-  SELECT c.* FROM cur c WHERE NOT EXISTS (SELECT 1 FROM cand WHERE cand.machine = c.machine AND cand.entity_id = c.entity_id)
+  SELECT c.* FROM cur c WHERE NOT EXISTS (SELECT 1 FROM cand WHERE cand.grp = c.grp)
 ),
 ev1 AS (
-  SELECT i.*, b.status AS row_status, b.key AS row_key, b.merchant_id AS row_merchant, b.fields AS row_fields,
-         (b.entity_id IS NOT NULL) AS row_exists,
-         (i.event_id IS NULL OR (f.event_id IS NOT NULL
-            AND i.idx = min(i.idx) OVER (PARTITION BY i.source, i.event_id))) AS fresh
+  SELECT i.ord, i.idx, i.grp, i.machine, i.type, i.key, i.version, i.merchant_id, i.target,
+         i.data IS NOT NULL AS has_data,
+         b.status AS row_status, b.key AS row_key, b.merchant_id AS row_merchant,
+         (b.grp IS NOT NULL) AS row_exists,
+         (i.event_id IS NULL OR (i.first AND f.event_id IS NOT NULL)) AS fresh
   FROM input i
-  LEFT JOIN base b USING (machine, entity_id)
+  LEFT JOIN base b USING (grp)
   LEFT JOIN fresh_ids f ON f.source = i.source AND f.event_id = i.event_id
 ),
 ev1k AS (
@@ -72,15 +85,15 @@ ev1k AS (
   -- rejected, so up to the event that sets the owner this equals the final replay.
   SELECT ev1.*,
          coalesce(fresh AND key = greatest(row_key, max(key) FILTER (WHERE fresh) OVER (
-            PARTITION BY machine, entity_id ORDER BY idx ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)), false) AS key_dup
+            PARTITION BY grp ORDER BY ord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)), false) AS key_dup
   FROM ev1
 ),
 ev2 AS (
-  -- The owner: the row's merchant, else that of the first event that carries one and changes something.
+  -- The owner: the row's merchant, else that of the first event that carries one and changes
+  -- something. "First" is the lowest ord, packed in front of the merchant id so min() finds it.
   SELECT ev1k.*,
-         coalesce(row_merchant, first_value(CASE WHEN fresh AND NOT key_dup THEN merchant_id END) OVER (
-           PARTITION BY machine, entity_id ORDER BY (fresh AND NOT key_dup AND merchant_id IS NOT NULL) DESC, idx
-           ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS owner
+         coalesce(row_merchant, substr(min(lpad(ord::text, 10, '0') || merchant_id)
+           FILTER (WHERE fresh AND NOT key_dup) OVER (PARTITION BY grp), 11)) AS owner
   FROM ev1k
 ),
 ev3 AS (
@@ -91,7 +104,7 @@ ev3 AS (
 ev4 AS (
   SELECT ev3.*,
          max(key) FILTER (WHERE valid) OVER (
-           PARTITION BY machine, entity_id ORDER BY idx ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS batch_prev
+           PARTITION BY grp ORDER BY ord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS batch_prev
   FROM ev3
 ),
 ev AS (
@@ -119,36 +132,35 @@ evx AS (
   FROM ev
 ),
 top AS (
-  SELECT DISTINCT ON (machine, entity_id) machine, entity_id, type, key, version, target
+  SELECT DISTINCT ON (grp) grp, type, key, version, target
   FROM evx WHERE outcome = 'applied'
-  ORDER BY machine, entity_id, key DESC, idx
+  ORDER BY grp, key DESC, ord
 ),
 fd AS (
-  SELECT DISTINCT ON (e.machine, e.entity_id, d.key)
-         e.machine, e.entity_id, d.key AS name, d.value, e.key, e.type, e.version, e.row_fields
-  FROM evx e CROSS JOIN LATERAL jsonb_each(e.data) d
-  WHERE e.outcome IN ('applied', 'stale') AND e.data IS NOT NULL
-  ORDER BY e.machine, e.entity_id, d.key, e.key DESC, e.idx
+  SELECT DISTINCT ON (e.grp, d.key) e.grp, d.key AS name, d.value, e.key, e.type, e.version
+  FROM evx e JOIN input i USING (ord) CROSS JOIN LATERAL jsonb_each(i.data) d
+  WHERE e.has_data AND e.outcome IN ('applied', 'stale')
+  ORDER BY e.grp, d.key, e.key DESC, e.ord
 ),
 fdelta AS (
-  SELECT machine, entity_id,
-         jsonb_object_agg(name, jsonb_build_object('v', value, 'k', key, 'e', type, 'n', version)) AS fields
-  FROM fd
-  WHERE row_fields IS NULL OR NOT (row_fields ? name) OR key > (row_fields -> name ->> 'k')::bigint
-  GROUP BY machine, entity_id
+  SELECT fd.grp, jsonb_object_agg(fd.name, jsonb_build_object('v', fd.value, 'k', fd.key, 'e', fd.type, 'n', fd.version)) AS fields
+  FROM fd LEFT JOIN base b USING (grp)
+  WHERE b.fields IS NULL OR NOT (b.fields ? fd.name) OR fd.key > (b.fields -> fd.name ->> 'k')::bigint
+  GROUP BY fd.grp
 ),
 ent AS (
-  SELECT machine, entity_id, bool_or(row_exists) AS row_exists, min(row_merchant) AS row_merchant,
+  SELECT grp, bool_or(row_exists) AS row_exists, min(row_merchant) AS row_merchant,
          min(owner) AS owner, count(*) FILTER (WHERE anomaly)::int AS anomalies
-  FROM evx GROUP BY machine, entity_id
+  FROM evx GROUP BY grp
 ),
 delta AS (
-  SELECT n.machine, n.entity_id, n.row_exists, n.owner, n.anomalies,
+  SELECT n.grp, s.machine, s.entity_id, n.row_exists, n.owner, n.anomalies,
          t.type, t.key, t.version, t.target, f.fields
   FROM ent n
-  LEFT JOIN top t USING (machine, entity_id)
-  LEFT JOIN fdelta f USING (machine, entity_id)
-  WHERE t.entity_id IS NOT NULL OR f.entity_id IS NOT NULL OR (n.row_merchant IS NULL AND n.owner IS NOT NULL)
+  JOIN ents s USING (grp)
+  LEFT JOIN top t USING (grp)
+  LEFT JOIN fdelta f USING (grp)
+  WHERE t.grp IS NOT NULL OR f.grp IS NOT NULL OR (n.row_merchant IS NULL AND n.owner IS NOT NULL)
 ),
 upd AS (
   UPDATE entity e SET
@@ -162,31 +174,30 @@ upd AS (
     updated_at = now()
   FROM delta d
   WHERE d.row_exists AND e.machine = d.machine AND e.entity_id = d.entity_id
-  RETURNING e.machine, e.entity_id, e.status
 ),
 ins AS (
   INSERT INTO entity (machine, entity_id, status, last_event, key, version, merchant_id, fields, anomalies)
   SELECT d.machine, d.entity_id, d.target, d.type, d.key, d.version, d.owner, coalesce(d.fields, '{}'), d.anomalies
   FROM delta d WHERE NOT d.row_exists AND d.type IS NOT NULL
-  ORDER BY d.machine, d.entity_id
+  ORDER BY d.grp
   ON CONFLICT (machine, entity_id) DO NOTHING
-  RETURNING machine, entity_id, status
+  RETURNING 1
 ),
 logged AS (
   INSERT INTO event_log (machine, entity_id, type, version, event_id, source, merchant_id, data, occurred_at,
                          outcome, anomaly, job_id)
-  SELECT machine, entity_id, type, version, event_id, source, merchant_id, data, occurred_at, outcome, anomaly, job_id
-  FROM evx ORDER BY idx
+  SELECT i.machine, i.entity_id, i.type, i.version, i.event_id, i.source, i.merchant_id, i.data, i.occurred_at,
+         e.outcome, e.anomaly, i.job_id
+  FROM evx e JOIN input i USING (ord) ORDER BY e.idx
 ),
 guard AS (
   SELECT promosync_require(
     (SELECT count(*) FROM ins) = (SELECT count(*) FROM delta WHERE NOT row_exists AND type IS NOT NULL),
     'an entity of this batch was created concurrently') AS ok
 )
-SELECT e.idx, e.outcome, e.anomaly, coalesce(u.status, n.status, e.row_status) AS status
+SELECT e.idx, e.outcome, e.anomaly, coalesce(t.target, e.row_status) AS status
 FROM evx e
-LEFT JOIN upd u USING (machine, entity_id)
-LEFT JOIN ins n USING (machine, entity_id)
+LEFT JOIN top t USING (grp)
 CROSS JOIN guard
 ORDER BY e.idx
 `;

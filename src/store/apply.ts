@@ -57,25 +57,77 @@ export function arrayLiteral(items: readonly (string | number | null)[]): string
   return `{${parts.join(',')}}`;
 }
 
-/** The parameters of {@link APPLY_SQL} for a batch: parallel arrays, then the machines' JSON. */
+/**
+ * The parameters of {@link APPLY_SQL} for a batch. Events go over grouped by entity, the
+ * entities sorted by (machine, entityId) and each entity's events in arrival order, so the
+ * statement's window functions find their input already in order; the idempotency keys to
+ * claim go sorted by (source, eventId). Both orders are the same in every worker, which is
+ * what keeps concurrent batches from deadlocking on rows or keys.
+ */
 export function applyParams(batch: BatchEvent[], machines: string): string[] {
   const n = batch.length;
-  const cols = Array.from({ length: 12 }, () => new Array<string | number | null>(n));
-  batch.forEach(({ event: e, jobId }, i) => {
-    cols[0]![i] = e.machine;
-    cols[1]![i] = e.entityId;
-    cols[2]![i] = e.type;
-    cols[3]![i] = e.key.toString();
-    cols[4]![i] = e.version;
-    cols[5]![i] = e.eventId;
-    cols[6]![i] = e.source;
-    cols[7]![i] = e.merchantId;
-    cols[8]![i] = e.data === null ? null : JSON.stringify(e.data);
-    cols[9]![i] = e.target;
-    cols[10]![i] = e.occurredAt;
-    cols[11]![i] = jobId;
+  const groups = new Map<string, number[]>();
+  const first = new Array<string>(n);
+  const seenIds = new Set<string>();
+  const keys: [string, string][] = [];
+  for (let i = 0; i < n; i++) {
+    const e = batch[i]!.event;
+    const entity = `${e.machine}\u0000${e.entityId}`;
+    const group = groups.get(entity);
+    if (group) group.push(i);
+    else groups.set(entity, [i]);
+    let isFirst = true;
+    if (e.eventId !== null) {
+      const id = `${e.source}\u0000${e.eventId}`;
+      isFirst = !seenIds.has(id);
+      if (isFirst) {
+        seenIds.add(id);
+        keys.push([e.source, e.eventId]);
+      }
+    }
+    first[i] = isFirst ? 't' : 'f';
+  }
+  const entities = [...groups.keys()].sort();
+  keys.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
+
+  const cols = Array.from({ length: 15 }, () => new Array<string | number | null>(n));
+  const entMachines = new Array<string>(entities.length);
+  const entIds = new Array<string>(entities.length);
+  let at = 0;
+  entities.forEach((entity, g) => {
+    const sep = entity.indexOf('\u0000');
+    entMachines[g] = entity.slice(0, sep);
+    entIds[g] = entity.slice(sep + 1);
+    for (const i of groups.get(entity)!) {
+      const { event: e, jobId } = batch[i]!;
+      cols[0]![at] = e.machine;
+      cols[1]![at] = e.entityId;
+      cols[2]![at] = e.type;
+      cols[3]![at] = e.key.toString();
+      cols[4]![at] = e.version;
+      cols[5]![at] = e.eventId;
+      cols[6]![at] = e.source;
+      cols[7]![at] = e.merchantId;
+      cols[8]![at] = e.data === null ? null : JSON.stringify(e.data);
+      cols[9]![at] = e.target;
+      cols[10]![at] = e.occurredAt;
+      cols[11]![at] = jobId;
+      cols[12]![at] = i;
+      cols[13]![at] = g;
+      cols[14]![at] = first[i]!;
+      at++;
+    }
   });
-  return [...cols.map(arrayLiteral), machines];
+  const lists = cols.map(arrayLiteral);
+  return [
+    ...lists.slice(0, 12),
+    machines,
+    ...lists.slice(12),
+    arrayLiteral(entMachines),
+    arrayLiteral(entIds),
+    arrayLiteral(keys.map((k) => k[0])),
+    arrayLiteral(keys.map((k) => k[1])),
+  ];
 }
 
 const MAX_ATTEMPTS = 8;
@@ -92,6 +144,8 @@ function statementFailed(err: unknown): boolean {
  */
 export class Applier {
   private readonly param: string;
+  /** Connections this applier has set up (see {@link Applier.apply}). */
+  private readonly ready = new WeakSet<object>();
 
   constructor(
     private readonly pool: Pool,
@@ -115,6 +169,13 @@ export class Applier {
     };
     client.on('error', onError);
     try {
+      if (!this.ready.has(client)) {
+        // JIT compiling pays off for long analytical queries, never for this one: its
+        // estimates over CTEs can look large enough to trigger it, and compiling then costs
+        // seconds per batch.
+        await client.query('SET jit = off');
+        this.ready.add(client);
+      }
       for (let attempt = 1; ; attempt++) {
         try {
           const res = await client.query<{
