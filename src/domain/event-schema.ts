@@ -64,6 +64,67 @@ export const eventSchema = z.strictObject({
 
 export type EventInput = z.infer<typeof eventSchema>;
 
+const EVENT_KEYS = new Set([
+  'machine',
+  'entityId',
+  'type',
+  'eventId',
+  'version',
+  'merchantId',
+  'occurredAt',
+  'data',
+]);
+const EVENT_ID = /^[\x21-\x7e]{1,128}$/;
+const occurredAtSchema = eventSchema.shape.occurredAt;
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype;
+
+/** The longest a string can serialize to in JSON, in UTF-8 bytes (`\uXXXX` escapes included). */
+const jsonBound = (v: string): number => 6 * v.length + 2;
+
+function plainData(data: unknown): boolean {
+  if (!isPlainObject(data)) return false;
+  let bound = 2;
+  for (const k in data) {
+    if (!Object.hasOwn(data, k) || k === '__proto__' || !fieldName.test(k)) return false;
+    const v = data[k];
+    if (typeof v === 'string') {
+      if (!storable(v)) return false;
+      bound += jsonBound(v);
+    } else if (typeof v === 'number') {
+      if (!Number.isFinite(v)) return false;
+      bound += 24;
+    } else if (typeof v !== 'boolean' && v !== null) return false;
+    else bound += 5;
+    bound += jsonBound(k) + 2;
+  }
+  return bound <= MAX_DATA_BYTES || Buffer.byteLength(JSON.stringify(data)) <= MAX_DATA_BYTES;
+}
+
+/**
+ * The common case of {@link eventSchema}, checked by hand: a plain object (as JSON.parse
+ * makes it) whose fields are all well within the contract is returned as it is. Anything
+ * else returns undefined and goes through the schema, which has the final word and the
+ * error messages. Never accepts what the schema rejects (a property test holds it to that);
+ * it exists because the schema costs several microseconds per event, twice (API and worker).
+ */
+export function plainEvent(item: unknown): EventInput | undefined {
+  if (!isPlainObject(item)) return undefined;
+  for (const k in item) if (!EVENT_KEYS.has(k) || !Object.hasOwn(item, k)) return undefined;
+  const { machine, entityId, type, eventId, version, merchantId, occurredAt, data } = item;
+  if (typeof machine !== 'string' || machine.length < 1 || machine.length > 64) return undefined;
+  if (typeof entityId !== 'string' || !ID_PATTERN.test(entityId)) return undefined;
+  if (typeof type !== 'string' || type.length < 1 || type.length > 64) return undefined;
+  if (eventId !== undefined && (typeof eventId !== 'string' || !EVENT_ID.test(eventId))) return undefined;
+  if (version !== undefined && !(Number.isSafeInteger(version) && (version as number) >= 0)) return undefined;
+  if (merchantId !== undefined && (typeof merchantId !== 'string' || !ID_PATTERN.test(merchantId)))
+    return undefined;
+  if (occurredAt !== undefined && !occurredAtSchema.safeParse(occurredAt).success) return undefined;
+  if (data !== undefined && !plainData(data)) return undefined;
+  return item as EventInput;
+}
+
 /** A request or job body: one event, or `{ events: [...] }`. */
 export const batchSchema = z.strictObject({
   events: z
@@ -154,6 +215,11 @@ export function parseEvents(raw: unknown[], indexed: boolean): EventInput[] {
   const problems: FieldProblem[] = [];
   raw.forEach((item, i) => {
     const at = indexed ? i : undefined;
+    const plain = plainEvent(item);
+    if (plain) {
+      out.push(plain);
+      return;
+    }
     const early = rawProblems(item, at);
     const parsed = eventSchema.safeParse(item);
     problems.push(...early);

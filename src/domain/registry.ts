@@ -2,7 +2,7 @@ import type { AnyStateMachine } from 'xstate';
 import { analyzeMachine, type EventRank, type MachineAnalysis } from './ranking.ts';
 import { orderingKey } from './ordering.ts';
 import { PromosyncError, type FieldProblem } from './errors.ts';
-import { eventSchema, problemsOf, rawProblems, type EventInput } from './event-schema.ts';
+import { eventSchema, plainEvent, problemsOf, rawProblems, type EventInput } from './event-schema.ts';
 
 /** A scalar attribute value. */
 export type FieldValue = string | number | boolean;
@@ -117,18 +117,22 @@ export class MachineRegistry {
     const events: PreparedEvent[] = [];
     raw.forEach((item, i) => {
       const at = indexed ? i : undefined;
-      const early = rawProblems(item, at);
-      problems.push(...early);
-      const parsed = eventSchema.safeParse(item);
-      if (!parsed.success) {
-        problems.push(...problemsOf(parsed.error, at));
-        return;
+      let input = plainEvent(item);
+      if (!input) {
+        const early = rawProblems(item, at);
+        problems.push(...early);
+        const parsed = eventSchema.safeParse(item);
+        if (!parsed.success) {
+          problems.push(...problemsOf(parsed.error, at));
+          return;
+        }
+        if (early.length > 0) return;
+        input = parsed.data;
       }
-      if (early.length > 0) return;
-      const r = this.resolve(parsed.data, source, at);
+      const r = this.resolve(input, source, at);
       if ('problem' in r) problems.push(r.problem);
       else {
-        inputs.push(parsed.data);
+        inputs.push(input);
         events.push(r.event);
       }
     });
