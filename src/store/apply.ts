@@ -35,13 +35,18 @@ export function machinesParam(registry: MachineRegistry): string {
 }
 
 const QUOTE_OR_BACKSLASH = /["\\]/;
+/** A JSON escape other than \" and \\: one the array syntax would read differently. */
+const OTHER_ESCAPE = /\\[^"\\]/;
 
 /**
  * A Postgres array literal (`{"a","b",NULL}`) of strings and numbers, as `$n::text[]` and its
- * kin read it. Built in one pass: node-postgres' own conversion takes several times as long,
- * and it runs while the database waits for the next batch.
+ * kin read it. It runs while the database waits for the next batch, so the common case is
+ * JSON.stringify's: its array syntax differs from Postgres' only in the brackets and in
+ * escapes other than \" and \\ (control characters), and those take the slow path.
  */
 export function arrayLiteral(items: readonly (string | number | null)[]): string {
+  const json = JSON.stringify(items);
+  if (!OTHER_ESCAPE.test(json)) return `{${json.slice(1, -1)}}`;
   const parts = new Array<string>(items.length);
   for (let i = 0; i < items.length; i++) {
     const v = items[i];
@@ -66,58 +71,70 @@ export function arrayLiteral(items: readonly (string | number | null)[]): string
  */
 export function applyParams(batch: BatchEvent[], machines: string): string[] {
   const n = batch.length;
-  const groups = new Map<string, number[]>();
-  const first = new Array<string>(n);
-  const seenIds = new Set<string>();
-  const keys: [string, string][] = [];
+  const events = batch.map((b) => b.event);
+  // Entities in (machine, entityId) order, each one's events in arrival order.
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => {
+    const x = events[a]!;
+    const y = events[b]!;
+    if (x.machine !== y.machine) return x.machine < y.machine ? -1 : 1;
+    if (x.entityId !== y.entityId) return x.entityId < y.entityId ? -1 : 1;
+    return a - b;
+  });
+  // The first event of the batch with each (source, eventId), in arrival order.
+  const first = new Array<boolean>(n);
+  const seen = new Set<string>();
+  const keys: PreparedEvent[] = [];
   for (let i = 0; i < n; i++) {
-    const e = batch[i]!.event;
-    const entity = `${e.machine}\u0000${e.entityId}`;
-    const group = groups.get(entity);
-    if (group) group.push(i);
-    else groups.set(entity, [i]);
-    let isFirst = true;
-    if (e.eventId !== null) {
+    const e = events[i]!;
+    if (e.eventId === null) first[i] = true;
+    else {
       const id = `${e.source}\u0000${e.eventId}`;
-      isFirst = !seenIds.has(id);
-      if (isFirst) {
-        seenIds.add(id);
-        keys.push([e.source, e.eventId]);
+      first[i] = !seen.has(id);
+      if (first[i]) {
+        seen.add(id);
+        keys.push(e);
       }
     }
-    first[i] = isFirst ? 't' : 'f';
   }
-  const entities = [...groups.keys()].sort();
-  keys.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
+  keys.sort((x, y) =>
+    x.source !== y.source
+      ? x.source < y.source
+        ? -1
+        : 1
+      : x.eventId! < y.eventId!
+        ? -1
+        : x.eventId! > y.eventId!
+          ? 1
+          : 0,
+  );
 
   const cols = Array.from({ length: 15 }, () => new Array<string | number | null>(n));
-  const entMachines = new Array<string>(entities.length);
-  const entIds = new Array<string>(entities.length);
-  let at = 0;
-  entities.forEach((entity, g) => {
-    const sep = entity.indexOf('\u0000');
-    entMachines[g] = entity.slice(0, sep);
-    entIds[g] = entity.slice(sep + 1);
-    for (const i of groups.get(entity)!) {
-      const { event: e, jobId } = batch[i]!;
-      cols[0]![at] = e.machine;
-      cols[1]![at] = e.entityId;
-      cols[2]![at] = e.type;
-      cols[3]![at] = e.key.toString();
-      cols[4]![at] = e.version;
-      cols[5]![at] = e.eventId;
-      cols[6]![at] = e.source;
-      cols[7]![at] = e.merchantId;
-      cols[8]![at] = e.data === null ? null : JSON.stringify(e.data);
-      cols[9]![at] = e.target;
-      cols[10]![at] = e.occurredAt;
-      cols[11]![at] = jobId;
-      cols[12]![at] = i;
-      cols[13]![at] = g;
-      cols[14]![at] = first[i]!;
-      at++;
+  const entMachines: string[] = [];
+  const entIds: string[] = [];
+  for (let at = 0; at < n; at++) {
+    const i = order[at]!;
+    const e = events[i]!;
+    const g = entIds.length - 1;
+    if (g < 0 || entIds[g] !== e.entityId || entMachines[g] !== e.machine) {
+      entMachines.push(e.machine);
+      entIds.push(e.entityId);
     }
-  });
+    cols[0]![at] = e.machine;
+    cols[1]![at] = e.entityId;
+    cols[2]![at] = e.type;
+    cols[3]![at] = e.key.toString();
+    cols[4]![at] = e.version;
+    cols[5]![at] = e.eventId;
+    cols[6]![at] = e.source;
+    cols[7]![at] = e.merchantId;
+    cols[8]![at] = e.data === null ? null : JSON.stringify(e.data);
+    cols[9]![at] = e.target;
+    cols[10]![at] = e.occurredAt;
+    cols[11]![at] = batch[i]!.jobId;
+    cols[12]![at] = i;
+    cols[13]![at] = entIds.length - 1;
+    cols[14]![at] = first[i] ? 't' : 'f';
+  }
   const lists = cols.map(arrayLiteral);
   return [
     ...lists.slice(0, 12),
@@ -125,8 +142,8 @@ export function applyParams(batch: BatchEvent[], machines: string): string[] {
     ...lists.slice(12),
     arrayLiteral(entMachines),
     arrayLiteral(entIds),
-    arrayLiteral(keys.map((k) => k[0])),
-    arrayLiteral(keys.map((k) => k[1])),
+    arrayLiteral(keys.map((k) => k.source)),
+    arrayLiteral(keys.map((k) => k.eventId)),
   ];
 }
 
