@@ -53,7 +53,11 @@ export function eventsRouter(deps: {
       }
       const wait = query.wait === 'true';
       const jobId = await deps.queue.enqueue(events, source, wait);
-      for (const e of events) deps.metrics?.received.inc({ machine: e.machine, source });
+      if (deps.metrics) {
+        const perMachine = new Map<string, number>();
+        for (const e of events) perMachine.set(e.machine, (perMachine.get(e.machine) ?? 0) + 1);
+        for (const [machine, n] of perMachine) deps.metrics.received.inc({ machine, source }, n);
+      }
       if (!wait) {
         res.status(202).json({ accepted: events.length, jobId });
         return;
