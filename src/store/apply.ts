@@ -156,13 +156,20 @@ function statementFailed(err: unknown): boolean {
 }
 
 /**
+ * Opens the transaction of one apply with planner settings scoped to it. JIT compiling pays
+ * off for long analytical queries, never for this statement: its estimates over CTEs can look
+ * large enough to trigger it, and compiling then costs seconds per batch. Merge joins would
+ * sort the batch's rows on text keys where hashing them is cheaper: the statement's inputs are
+ * in memory and not in that order.
+ */
+const BEGIN = 'BEGIN; SET LOCAL jit = off; SET LOCAL enable_mergejoin = off';
+
+/**
  * Applies a batch of events in one atomic statement (see {@link APPLY_SQL}), retrying on
  * deadlocks, serialization failures and concurrent creation. Results are in input order.
  */
 export class Applier {
   private readonly param: string;
-  /** Connections this applier has set up (see {@link Applier.apply}). */
-  private readonly ready = new WeakSet<object>();
 
   constructor(
     private readonly pool: Pool,
@@ -186,15 +193,11 @@ export class Applier {
     };
     client.on('error', onError);
     try {
-      if (!this.ready.has(client)) {
-        // JIT compiling pays off for long analytical queries, never for this one: its
-        // estimates over CTEs can look large enough to trigger it, and compiling then costs
-        // seconds per batch.
-        await client.query('SET jit = off');
-        this.ready.add(client);
-      }
       for (let attempt = 1; ; attempt++) {
+        let open = false;
         try {
+          await client.query(BEGIN);
+          open = true;
           const res = await client.query<{
             idx: number;
             outcome: Outcome;
@@ -205,10 +208,17 @@ export class Applier {
             text: APPLY_SQL,
             values,
           });
+          await client.query('COMMIT');
+          open = false;
           return res.rows.map((r) => ({ outcome: r.outcome, anomaly: r.anomaly, status: r.status }));
         } catch (err) {
           if (!statementFailed(err)) broken = err instanceof Error ? err : new Error(String(err));
-          if (!isRetryable(err) || attempt >= MAX_ATTEMPTS) throw err;
+          else if (open) {
+            await client.query('ROLLBACK').catch((e: unknown) => {
+              broken = e instanceof Error ? e : new Error(String(e));
+            });
+          }
+          if (!isRetryable(err) || attempt >= MAX_ATTEMPTS || broken) throw err;
           const delay = Math.min(200, 2 ** attempt) * (0.5 + Math.random());
           this.logger.debug({ err, attempt, delay }, 'apply conflicted, retrying');
           await new Promise((r) => setTimeout(r, delay));
