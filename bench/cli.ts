@@ -17,6 +17,7 @@ every promosync run converged, prints a table and writes bench/results/<mode>.md
   --entities <n>          least number of entities (default 20000)
   --seed <n>              input seed (default 42)
   --only <ids>            comma-separated: ${SCENARIOS.join(',')}
+  --rounds <n>            run every scenario n times, interleaved; report each one's median run (default 1)
   --rest-concurrency <n>  worker concurrency with REST batches (default 8)
   --queue-concurrency <n> worker concurrency with single-event jobs, no-op worker alike (default 4096)
   --noop-peak-concurrency <n>  concurrency of the second no-op run (default 1024)
@@ -55,6 +56,7 @@ export async function main(
       entities: { type: 'string' },
       seed: { type: 'string' },
       only: { type: 'string' },
+      rounds: { type: 'string' },
       'rest-concurrency': { type: 'string' },
       'queue-concurrency': { type: 'string' },
       'noop-peak-concurrency': { type: 'string' },
@@ -111,6 +113,7 @@ export async function main(
     ...(values.events !== undefined ? { events: int(values.events)! } : {}),
     ...(values.entities !== undefined ? { entities: int(values.entities)! } : {}),
     ...(only ? { only } : {}),
+    ...(values.rounds !== undefined ? { rounds: int(values.rounds)! } : {}),
   });
   return report.ok ? 0 : 1;
 }

@@ -17,6 +17,8 @@ export interface BenchReport {
   startedAt: string;
   machine: Record<string, string | number>;
   settings: Omit<BenchSettings, 'serverUrl' | 'redisUrl'>;
+  /** Runs of each scenario; each result is the median run. */
+  rounds: number;
   workload: { events: number; entities: number; duplicates: number; dropped: number; seed: number };
   results: ScenarioResult[];
   targets: TargetCheck[];
@@ -188,6 +190,12 @@ export function markdownReport(report: BenchReport): string {
     '',
     `Settings: \`${JSON.stringify(report.settings)}\``,
     '',
+    ...(report.rounds > 1
+      ? [
+          `Every scenario ran ${report.rounds} times, interleaved; each line is its median run (all rounds in the notes).`,
+          '',
+        ]
+      : []),
   );
   lines.push('## Results', '', markdownTable(tableRows(report.results)), '');
   lines.push('## Targets', '');

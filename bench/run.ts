@@ -43,6 +43,12 @@ export interface BenchOptions {
   seed?: number;
   /** Scenarios to run. @defaultValue all of {@link SCENARIOS} */
   only?: ScenarioId[];
+  /**
+   * Runs of every scenario, interleaved (all scenarios, then all again, ...); each line of the
+   * table is the scenario's median run. On a machine whose speed drifts, this keeps one slow
+   * spell from landing on one design only. @defaultValue 1
+   */
+  rounds?: number;
   /** Where the JSON and markdown go. @defaultValue bench/results */
   outDir?: string;
   /** Overrides of the defaults in {@link defaultSettings}. */
@@ -100,6 +106,25 @@ async function serverVersions(s: BenchSettings): Promise<Record<string, string>>
 }
 
 /**
+ * The run that stands for a scenario: any failed run (a failure is never averaged away),
+ * else the median by rate, noting the spread of all runs.
+ */
+function medianRun(all: ScenarioResult[], rounds: number): ScenarioResult {
+  const failed = all.find((r) => r.error);
+  if (failed || all.length === 1) return failed ?? all[0]!;
+  const sorted = [...all].sort((a, b) => a.rate - b.rate);
+  const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
+  const k = (v: number): string => `${(v / 1000).toFixed(1)}k`;
+  return {
+    ...median,
+    notes: [
+      ...median.notes,
+      `median of ${rounds} rounds; all rounds: ${all.map((r) => k(r.rate)).join(', ')} ${median.unit}`,
+    ],
+  };
+}
+
+/**
  * Runs the scenarios side by side on one input, prints the table, and writes
  * `<outDir>/<mode>-<time>.json` and `<outDir>/<mode>.md`.
  */
@@ -128,22 +153,30 @@ export async function runBench(
   );
   const ctx: BenchContext = { settings, registry, workload, expected, log };
   const only = new Set<ScenarioId>(o.only ?? SCENARIOS);
-  const results: ScenarioResult[] = [];
-  const record = (r: ScenarioResult): void => {
-    results.push(r);
-    log(`${r.name}: ${r.error ? `FAILED: ${r.error.split('\n')[0]}` : `${Math.round(r.rate)} ${r.unit}`}`);
+  const rounds = Math.max(1, o.rounds ?? 1);
+  const runs = new Map<string, ScenarioResult[]>();
+  const record = (r: ScenarioResult, quiet = false): void => {
+    runs.set(r.id, [...(runs.get(r.id) ?? []), r]);
+    if (!quiet)
+      log(`${r.name}: ${r.error ? `FAILED: ${r.error.split('\n')[0]}` : `${Math.round(r.rate)} ${r.unit}`}`);
   };
 
   const layouts: [ScenarioId, RestLayout][] = [
     ['rest-combined', { kind: 'combined' }],
     ['rest-split-1', { kind: 'split', workers: 1 }],
   ];
-  for (const [id, layout] of layouts) if (only.has(id)) record(await restIngest(ctx, layout));
-  if (only.has('queue-noop')) record(await singleEventJobs(ctx, 'noop'));
-  if (only.has('queue-noop-peak')) record(await singleEventJobs(ctx, 'noop-peak'));
-  if (only.has('queue-promosync')) record(await singleEventJobs(ctx, 'promosync'));
-  const designs = (['sync1', 'sync2', 'naive', 'ceiling'] as const).filter((d) => only.has(d));
-  if (designs.length > 0) results.push(...(await postgresDesigns(ctx, designs as PostgresDesign[])));
+  for (let round = 1; round <= rounds; round++) {
+    if (rounds > 1) log(`round ${round} of ${rounds}`);
+    for (const [id, layout] of layouts) if (only.has(id)) record(await restIngest(ctx, layout));
+    if (only.has('queue-noop')) record(await singleEventJobs(ctx, 'noop'));
+    if (only.has('queue-noop-peak')) record(await singleEventJobs(ctx, 'noop-peak'));
+    if (only.has('queue-promosync')) record(await singleEventJobs(ctx, 'promosync'));
+    const designs = (['sync1', 'sync2', 'naive', 'ceiling'] as const).filter((d) => only.has(d));
+    if (designs.length > 0)
+      // These log their own lines.
+      for (const r of await postgresDesigns(ctx, designs as PostgresDesign[])) record(r, true);
+  }
+  const results = [...runs.values()].map((all) => medianRun(all, rounds));
 
   const { nodeArgs: _n, serverUrl: _s, redisUrl: _r, ...shown } = settings;
   const report: BenchReport = {
@@ -151,6 +184,7 @@ export async function runBench(
     startedAt,
     machine,
     settings: { ...shown, nodeArgs: settings.nodeArgs },
+    rounds,
     workload: {
       events: workload.sent.length,
       entities: workload.histories.length,
