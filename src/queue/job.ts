@@ -45,6 +45,12 @@ export function readJobData(data: unknown): { source: string; raw: unknown[]; wa
       problems: [{ path: 'source', message: source.error.issues[0]?.message ?? 'required' }],
     });
   }
-  const body = Object.fromEntries(Object.entries(record).filter(([k]) => !ENVELOPE_KEYS.has(k)));
+  const body: Record<string, unknown> = {};
+  for (const k of Object.keys(record)) {
+    if (ENVELOPE_KEYS.has(k)) continue;
+    // An own "__proto__" key (JSON.parse makes one) must stay a key, for validation to reject it.
+    if (k === '__proto__') Object.defineProperty(body, k, { value: record[k], enumerable: true });
+    else body[k] = record[k];
+  }
   return { source: source.data, raw: splitBody(body), wait: record.wait === true };
 }

@@ -10,6 +10,7 @@ import {
 import { PromosyncError, type FieldProblem } from '../../src/domain/errors.ts';
 import { MachineRegistry } from '../../src/domain/registry.ts';
 import { orderingKey } from '../../src/domain/ordering.ts';
+import { readJobData } from '../../src/queue/job.ts';
 import { promotionMachine } from '../../machines/promotion.ts';
 
 const valid = {
@@ -327,5 +328,20 @@ describe('registry.prepare', () => {
     expect(() => registry.prepare([valid, { ...valid, machine: 'nope' }], 'src', true)).toThrow(
       PromosyncError,
     );
+  });
+});
+
+describe('job envelopes', () => {
+  it('keep the event fields as they came, an own __proto__ key included, for validation to reject it', () => {
+    const data = JSON.parse(
+      '{"source":"s","wait":true,"machine":"promotion","entityId":"p","type":"create","__proto__":{"x":1}}',
+    );
+    const job = readJobData(data);
+    expect(job).toMatchObject({ source: 's', wait: true });
+    const body = job.raw[0] as Record<string, unknown>;
+    expect(Object.getPrototypeOf(body)).toBe(Object.prototype);
+    expect(Object.keys(body)).toEqual(['machine', 'entityId', 'type', '__proto__']);
+    const err = thrown(() => parseEvents(job.raw, false));
+    expect(err.problems.map((p) => p.path)).toContain('__proto__');
   });
 });
