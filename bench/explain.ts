@@ -8,6 +8,7 @@ import pino from 'pino';
 import { machines } from '../machines/index.ts';
 import { MachineRegistry } from '../src/domain/index.ts';
 import {
+  APPLY_BEGIN,
   APPLY_SQL,
   Applier,
   applyParams,
@@ -54,7 +55,8 @@ try {
   );
   const client = await store.pool.connect();
   try {
-    await client.query('BEGIN');
+    // The settings the Applier runs the statement with.
+    await client.query(APPLY_BEGIN);
     const { rows } = await client.query<{ 'QUERY PLAN': string }>(
       `EXPLAIN (ANALYZE, BUFFERS, VERBOSE false) ${APPLY_SQL}`,
       applyParams(batches[half]!, machinesParam(registry)),

@@ -174,6 +174,10 @@ upd AS (
     updated_at = now()
   FROM delta d
   WHERE d.row_exists AND e.machine = d.machine AND e.entity_id = d.entity_id
+    -- The same rows again, as arrays the primary key can look up, so the planner reads the rows
+    -- that change instead of hashing the whole table.
+    AND e.machine = ANY (ARRAY(SELECT DISTINCT machine FROM delta WHERE row_exists))
+    AND e.entity_id = ANY (ARRAY(SELECT entity_id FROM delta WHERE row_exists))
 ),
 ins AS (
   INSERT INTO entity (machine, entity_id, status, last_event, key, version, merchant_id, fields, anomalies)

@@ -162,7 +162,7 @@ function statementFailed(err: unknown): boolean {
  * sort the batch's rows on text keys where hashing them is cheaper: the statement's inputs are
  * in memory and not in that order.
  */
-const BEGIN = 'BEGIN; SET LOCAL jit = off; SET LOCAL enable_mergejoin = off';
+export const APPLY_BEGIN = 'BEGIN; SET LOCAL jit = off; SET LOCAL enable_mergejoin = off';
 
 /**
  * Applies a batch of events in one atomic statement (see {@link APPLY_SQL}), retrying on
@@ -196,7 +196,7 @@ export class Applier {
       for (let attempt = 1; ; attempt++) {
         let open = false;
         try {
-          await client.query(BEGIN);
+          await client.query(APPLY_BEGIN);
           open = true;
           const res = await client.query<{
             idx: number;
