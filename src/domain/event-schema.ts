@@ -9,6 +9,8 @@ export const MAX_DATA_BYTES = 16 * 1024;
 /** Entity and merchant ids: 1-128 characters of [A-Za-z0-9._:-]. */
 export const ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 const fieldName = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+/** Event ids: printable ASCII, no spaces. */
+const PRINTABLE_ASCII = /^[\x21-\x7e]+$/;
 
 /** Strings Postgres can store in text and jsonb: well-formed Unicode, no NUL. */
 const storable = (v: string): boolean => v.isWellFormed() && !v.includes('\u0000');
@@ -43,7 +45,7 @@ export const eventSchema = z.strictObject({
     .string()
     .min(1)
     .max(128)
-    .regex(/^[\x21-\x7e]+$/, 'eventId must be printable ASCII without spaces')
+    .regex(PRINTABLE_ASCII, 'eventId must be printable ASCII without spaces')
     .optional(),
   version: z
     .number({ error: 'version must be a number' })
@@ -64,17 +66,7 @@ export const eventSchema = z.strictObject({
 
 export type EventInput = z.infer<typeof eventSchema>;
 
-const EVENT_KEYS = new Set([
-  'machine',
-  'entityId',
-  'type',
-  'eventId',
-  'version',
-  'merchantId',
-  'occurredAt',
-  'data',
-]);
-const EVENT_ID = /^[\x21-\x7e]{1,128}$/;
+const EVENT_KEYS = new Set(Object.keys(eventSchema.shape));
 const occurredAtSchema = eventSchema.shape.occurredAt;
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> =>
@@ -116,7 +108,11 @@ export function plainEvent(item: unknown): EventInput | undefined {
   if (typeof machine !== 'string' || machine.length < 1 || machine.length > 64) return undefined;
   if (typeof entityId !== 'string' || !ID_PATTERN.test(entityId)) return undefined;
   if (typeof type !== 'string' || type.length < 1 || type.length > 64) return undefined;
-  if (eventId !== undefined && (typeof eventId !== 'string' || !EVENT_ID.test(eventId))) return undefined;
+  if (
+    eventId !== undefined &&
+    (typeof eventId !== 'string' || eventId.length > 128 || !PRINTABLE_ASCII.test(eventId))
+  )
+    return undefined;
   if (version !== undefined && !(Number.isSafeInteger(version) && (version as number) >= 0)) return undefined;
   if (merchantId !== undefined && (typeof merchantId !== 'string' || !ID_PATTERN.test(merchantId)))
     return undefined;

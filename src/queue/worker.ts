@@ -89,13 +89,12 @@ export class EventWorker {
   /** Applies a job's events through the lanes of their entities; outputs in input order. */
   private async applyInLanes(batch: BatchEvent[]): Promise<AppliedEvent[]> {
     if (this.lanes.length === 1) return this.lanes[0]!.add(batch);
-    if (batch.length === 1) {
-      const e = batch[0]!.event;
-      return this.lanes[laneOf(e.machine, e.entityId, this.lanes.length)]!.add(batch);
-    }
+    const lanes = batch.map((b) => laneOf(b.event.machine, b.event.entityId, this.lanes.length));
+    // All in one lane (a single event always is): no split, no reassembly.
+    if (lanes.every((l) => l === lanes[0])) return this.lanes[lanes[0]!]!.add(batch);
     const parts = this.lanes.map(() => ({ items: [] as BatchEvent[], at: [] as number[] }));
     batch.forEach((b, i) => {
-      const part = parts[laneOf(b.event.machine, b.event.entityId, this.lanes.length)]!;
+      const part = parts[lanes[i]!]!;
       part.items.push(b);
       part.at.push(i);
     });
