@@ -2,15 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import { REDIS_URL } from '../helpers/db.ts';
 import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
-import {
-  checkConvergence,
-  failedJobs,
-  obliterate,
-  report,
-  sleep,
-  waitDrained,
-  startFaultLoad,
-} from '../helpers/load.ts';
+import { obliterate, report, sleep, settleFaultLoad, startFaultLoad } from '../helpers/load.ts';
 import { startApi, startWorker, type Child } from '../helpers/processes.ts';
 import { TcpProxy } from '../helpers/tcp-proxy.ts';
 import { createRedis } from '../../src/queue/redis.ts';
@@ -46,7 +38,7 @@ describe('Postgres unreachable for 10 s (a proxy drops and refuses connections)'
     }
     const queue = new Queue(stage.queueName, { connection: redis });
 
-    const { load, producer, running, t0 } = startFaultLoad(
+    const run = startFaultLoad(
       stage.registry,
       { url: api.url, key: stage.key },
       {
@@ -56,6 +48,7 @@ describe('Postgres unreachable for 10 s (a proxy drops and refuses connections)'
         producerSeed: 13,
       },
     );
+    const { producer } = run;
 
     await producer.reached(0.35);
     const statusesBefore = { ...producer.stats.statuses };
@@ -81,21 +74,14 @@ describe('Postgres unreachable for 10 s (a proxy drops and refuses connections)'
       else await sleep(200);
     }
 
-    const stats = await running;
-    const loadSeconds = (Date.now() - t0) / 1000;
-    await waitDrained(REDIS_URL, stage.queueName);
-    const drainedAfterOutageS = (Date.now() - upAt) / 1000;
-    const failed = await failedJobs(REDIS_URL, stage.queueName);
+    const { stats, loadSeconds, drainedAt, failed, c } = await settleFaultLoad(run, {
+      ...stage,
+      redisUrl: REDIS_URL,
+    });
+    const drainedAfterOutageS = (drainedAt - upAt) / 1000;
     const delayedLogLines = workers.reduce(
       (n, w) => n + w.grep(/database unavailable, job delayed/).length,
       0,
-    );
-    const c = await checkConvergence(
-      stage.pool,
-      stage.registry,
-      load.histories,
-      producer.acked,
-      stage.source,
     );
     report('Postgres outage', producer, c, {
       outageMs: OUTAGE_MS,

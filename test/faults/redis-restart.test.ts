@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
-import { checkConvergence, failedJobs, report, sleep, waitDrained, startFaultLoad } from '../helpers/load.ts';
+import { report, settleFaultLoad, sleep, startFaultLoad } from '../helpers/load.ts';
 import { Child, freePort, startApi, startWorker, type OnSpawn } from '../helpers/processes.ts';
 
 const MIN_EVENTS = 22_000;
@@ -60,7 +60,7 @@ describe('Redis killed and restarted mid-load (AOF, appendfsync always)', () => 
     const api = await startApi('api', env, stage.track);
     for (const i of [0, 1]) await startWorker(`worker-${i}`, env, stage.track);
 
-    const { load, producer, running, t0 } = startFaultLoad(
+    const run = startFaultLoad(
       stage.registry,
       { url: api.url, key: stage.key },
       {
@@ -70,6 +70,7 @@ describe('Redis killed and restarted mid-load (AOF, appendfsync always)', () => 
         producerSeed: 11,
       },
     );
+    const { producer } = run;
 
     await producer.reached(0.35);
     redis.kill('SIGKILL');
@@ -91,17 +92,7 @@ describe('Redis killed and restarted mid-load (AOF, appendfsync always)', () => 
     redis = await startRedis(port, dir, stage.track);
     const restartedAt = producer.progress;
 
-    const stats = await running;
-    const loadSeconds = (Date.now() - t0) / 1000;
-    await waitDrained(redisUrl, stage.queueName);
-    const failed = await failedJobs(redisUrl, stage.queueName);
-    const c = await checkConvergence(
-      stage.pool,
-      stage.registry,
-      load.histories,
-      producer.acked,
-      stage.source,
-    );
+    const { stats, loadSeconds, failed, c } = await settleFaultLoad(run, { ...stage, redisUrl });
     report('Redis restart', producer, c, {
       outageMs: OUTAGE_MS,
       acknowledgedDuringOutage,

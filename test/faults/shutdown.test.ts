@@ -2,15 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue, QueueEvents } from 'bullmq';
 import { REDIS_URL } from '../helpers/db.ts';
 import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
-import {
-  checkConvergence,
-  failedJobs,
-  obliterate,
-  report,
-  sleep,
-  waitDrained,
-  startFaultLoad,
-} from '../helpers/load.ts';
+import { obliterate, report, sleep, settleFaultLoad, startFaultLoad } from '../helpers/load.ts';
 import { startApi, startWorker, type Child } from '../helpers/processes.ts';
 import { createRedis } from '../../src/queue/redis.ts';
 
@@ -45,7 +37,7 @@ describe('graceful shutdown of a worker under load (SIGTERM)', () => {
     events.on('stalled', () => (stalled += 1));
     await events.waitUntilReady();
 
-    const { load, producer, running, t0 } = startFaultLoad(
+    const run = startFaultLoad(
       stage.registry,
       { url: api.url, key: stage.key },
       {
@@ -55,6 +47,7 @@ describe('graceful shutdown of a worker under load (SIGTERM)', () => {
         producerSeed: 17,
       },
     );
+    const { producer } = run;
 
     // Each worker in turn is stopped while jobs are active, and replaced.
     const shutdowns: Array<{
@@ -86,17 +79,7 @@ describe('graceful shutdown of a worker under load (SIGTERM)', () => {
       await spawnWorker(i);
     }
 
-    const stats = await running;
-    const loadSeconds = (Date.now() - t0) / 1000;
-    await waitDrained(REDIS_URL, stage.queueName);
-    const failed = await failedJobs(REDIS_URL, stage.queueName);
-    const c = await checkConvergence(
-      stage.pool,
-      stage.registry,
-      load.histories,
-      producer.acked,
-      stage.source,
-    );
+    const { stats, loadSeconds, failed, c } = await settleFaultLoad(run, { ...stage, redisUrl: REDIS_URL });
     report('worker SIGTERM', producer, c, {
       shutdowns,
       stalledJobs: stalled,

@@ -2,15 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue, QueueEvents } from 'bullmq';
 import { REDIS_URL } from '../helpers/db.ts';
 import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
-import {
-  checkConvergence,
-  failedJobs,
-  obliterate,
-  report,
-  sleep,
-  waitDrained,
-  startFaultLoad,
-} from '../helpers/load.ts';
+import { obliterate, report, sleep, settleFaultLoad, startFaultLoad } from '../helpers/load.ts';
 import { startApi, startWorker, type Child } from '../helpers/processes.ts';
 import { createRedis } from '../../src/queue/redis.ts';
 
@@ -51,7 +43,7 @@ describe('workers killed with SIGKILL mid-load', () => {
     events.on('stalled', () => (stalled += 1));
     await events.waitUntilReady();
 
-    const { load, producer, running, t0 } = startFaultLoad(
+    const run = startFaultLoad(
       stage.registry,
       { url: api.url, key: stage.key },
       {
@@ -61,6 +53,7 @@ describe('workers killed with SIGKILL mid-load', () => {
         producerSeed: 7,
       },
     );
+    const { producer } = run;
 
     // Kill while jobs are active: one worker at a time, both at once, and both again just as
     // they take up the jobs the first double kill left behind (those jobs stall twice).
@@ -96,18 +89,11 @@ describe('workers killed with SIGKILL mid-load', () => {
       }
     }
 
-    const stats = await running;
-    const loadSeconds = (Date.now() - t0) / 1000;
-    await waitDrained(REDIS_URL, stage.queueName);
-    const drainSeconds = (Date.now() - t0) / 1000 - loadSeconds;
-    const failed = await failedJobs(REDIS_URL, stage.queueName);
-    const c = await checkConvergence(
-      stage.pool,
-      stage.registry,
-      load.histories,
-      producer.acked,
-      stage.source,
-    );
+    const { stats, loadSeconds, drainedAt, failed, c } = await settleFaultLoad(run, {
+      ...stage,
+      redisUrl: REDIS_URL,
+    });
+    const drainSeconds = (drainedAt - run.t0) / 1000 - loadSeconds;
     report('workers SIGKILL', producer, c, {
       kills,
       stalledJobsRecovered: stalled,

@@ -426,3 +426,32 @@ export function startFaultLoad(
   const t0 = Date.now();
   return { load, producer, running: producer.run(load.sends), t0 };
 }
+
+/** How a fault scenario's load ended: the producer's counts, the queue drained, the rows checked. */
+export interface SettledLoad {
+  stats: ProducerStats;
+  /** Seconds from the first request to the producer's last answer. */
+  loadSeconds: number;
+  /** When the queue was found drained (epoch ms). */
+  drainedAt: number;
+  /** Ids of the queue's failed jobs. */
+  failed: string[];
+  c: Convergence;
+}
+
+/**
+ * Waits for a load of {@link startFaultLoad} to end and the queue to drain, then checks every
+ * acknowledged event against the database.
+ */
+export async function settleFaultLoad(
+  run: ReturnType<typeof startFaultLoad>,
+  at: { redisUrl: string; queueName: string; pool: pg.Pool; registry: MachineRegistry; source: string },
+): Promise<SettledLoad> {
+  const stats = await run.running;
+  const loadSeconds = (Date.now() - run.t0) / 1000;
+  await waitDrained(at.redisUrl, at.queueName);
+  const drainedAt = Date.now();
+  const failed = await failedJobs(at.redisUrl, at.queueName);
+  const c = await checkConvergence(at.pool, at.registry, run.load.histories, run.producer.acked, at.source);
+  return { stats, loadSeconds, drainedAt, failed, c };
+}
