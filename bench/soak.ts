@@ -10,6 +10,7 @@ import { createDatabase, uniqueQueueName } from './db.ts';
 import { ROOT, spawnPromosync, type Child } from './proc.ts';
 import { defaultSettings, runBench } from './run.ts';
 import { benchQueue, promosyncEnv, stopAll, waitDrained } from './scenarios/common.ts';
+import { postEvents } from './scenarios/rest.ts';
 import { expectedStates, verifyConvergence, type ConvergenceReport } from './verify.ts';
 import { chunks, makeWorkload } from './workload.ts';
 import { machineInfo } from './report.ts';
@@ -48,41 +49,6 @@ export interface SoakReport {
 }
 
 const RSS_LIMIT_MB = 300;
-
-function post(agent: http.Agent, port: number, key: string, body: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        agent,
-        host: '127.0.0.1',
-        port,
-        method: 'POST',
-        path: '/v1/events',
-        headers: {
-          authorization: `Bearer ${key}`,
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(body),
-        },
-      },
-      (res) => {
-        const parts: Buffer[] = [];
-        res.on('data', (c: Buffer) => parts.push(c));
-        res.on('end', () =>
-          res.statusCode === 202
-            ? resolve()
-            : reject(
-                new Error(
-                  `POST answered ${res.statusCode}: ${Buffer.concat(parts).toString().slice(0, 300)}`,
-                ),
-              ),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 /**
  * The soak: REST batches at a fixed rate (half the peak unless told) for `minutes`, to an API
@@ -189,7 +155,7 @@ export async function runSoak(serverUrl: string, redisUrl: string, o: SoakOption
         const wait = due - performance.now();
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
         while (inFlight.size >= s.clients) await Promise.race(inFlight);
-        const p = post(agent, api.port!, key, rename(rounds, c)).then(() => {
+        const p = postEvents(agent, api.port!, key, rename(rounds, c)).then(() => {
           sentEvents += c.length;
         });
         inFlight.add(p);

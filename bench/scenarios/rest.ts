@@ -18,13 +18,15 @@ export function layoutName(l: RestLayout): string {
     : `API process + ${l.workers} worker process(es)`;
 }
 
-interface Accepted {
+/** A request the API accepted: its job, its events, and when the 202 arrived. */
+export interface Accepted {
   jobId: string;
   events: number;
   acceptedAt: number;
 }
 
-function post(agent: http.Agent, port: number, key: string, body: string): Promise<Accepted> {
+/** POSTs a body of events; resolves on 202, rejects with the answer otherwise. */
+export function postEvents(agent: http.Agent, port: number, key: string, body: string): Promise<Accepted> {
   return new Promise((resolve, reject) => {
     const req = http.request(
       {
@@ -70,7 +72,7 @@ async function sendAll(port: number, key: string, bodies: string[], clients: num
       Array.from({ length: clients }, async () => {
         while (next < bodies.length) {
           const body = bodies[next++]!;
-          out.push(await post(agent, port, key, body));
+          out.push(await postEvents(agent, port, key, body));
         }
       }),
     );
