@@ -6,6 +6,14 @@ import { freshDatabase, REDIS_URL, uniqueQueueName } from './db.ts';
 import { createRedis } from '../../src/queue/redis.ts';
 import { Queue } from 'bullmq';
 
+/** See {@link Harness.state}. */
+export interface HarnessState {
+  jobs: Record<string, number>;
+  entities: number;
+  eventLog: number;
+  eventKeys: number;
+}
+
 export interface Harness {
   /** Base URL of the API, e.g. http://127.0.0.1:41234 */
   url: string;
@@ -20,6 +28,11 @@ export interface Harness {
   request(path: string, init?: RequestInit & { key?: string | null; json?: unknown }): Promise<Response>;
   /** Waits until the queue has no waiting, active or delayed jobs. */
   drain(timeoutMs?: number): Promise<void>;
+  /**
+   * Drains, then counts what a request could have changed: the queue's jobs by state and the
+   * rows of entity, event_log and event_key. Equal before and after = the request changed nothing.
+   */
+  state(): Promise<HarnessState>;
   close(): Promise<void>;
 }
 
@@ -59,7 +72,7 @@ export async function startHarness(
   const redis = createRedis(REDIS_URL);
   const queue = new Queue(queueName, { connection: redis });
 
-  return {
+  const harness: Harness = {
     url,
     config,
     databaseUrl: db.url,
@@ -77,6 +90,24 @@ export async function startHarness(
         headers,
         ...(json !== undefined ? { body: JSON.stringify(json) } : {}),
       });
+    },
+    async state() {
+      await harness.drain();
+      const jobs = await queue.getJobCounts(
+        'waiting',
+        'active',
+        'delayed',
+        'prioritized',
+        'waiting-children',
+        'completed',
+        'failed',
+      );
+      const { rows } = await service.db.pool.query<Omit<HarnessState, 'jobs'>>(
+        `SELECT (SELECT count(*) FROM entity)::int AS "entities",
+                (SELECT count(*) FROM event_log)::int AS "eventLog",
+                (SELECT count(*) FROM event_key)::int AS "eventKeys"`,
+      );
+      return { jobs, ...rows[0]! };
     },
     async drain(timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
@@ -96,4 +127,5 @@ export async function startHarness(
       await db.drop();
     },
   };
+  return harness;
 }

@@ -1,10 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { startHarness, type Harness } from '../helpers/harness.ts';
-import { REDIS_URL } from '../helpers/db.ts';
-import { createRedis } from '../../src/queue/redis.ts';
 import { createKey, revokeKey } from '../../src/store/keys.ts';
+import type { EntityView } from '../../src/store/queries.ts';
 
 /** SPEC §5 auth: Bearer keys, roles, producer scopes and merchant isolation. */
 
@@ -14,21 +11,9 @@ interface Problem {
   detail: string;
 }
 
-interface EntityView {
-  id: string;
-  status: string;
-  merchantId: string | null;
-}
-
 interface Page<T> {
   items: T[];
   nextCursor: string | null;
-}
-
-interface Snapshot {
-  jobs: Record<string, number>;
-  entities: number;
-  eventLog: number;
 }
 
 const promo = (entityId: string, type: string, extra: Record<string, unknown> = {}) => ({
@@ -43,13 +28,9 @@ const keyId = (key: string): string => key.split('_')[1]!;
 
 describe('authentication and authorization over REST', () => {
   let h: Harness;
-  let redis: Redis;
-  let queue: Queue;
 
   beforeAll(async () => {
     h = await startHarness();
-    redis = createRedis(REDIS_URL);
-    queue = new Queue(h.queueName, { connection: redis });
     // One promotion per merchant and one nobody owns, for the isolation tests.
     const res = await h.request('/v1/events?wait=true', {
       method: 'POST',
@@ -66,28 +47,8 @@ describe('authentication and authorization over REST', () => {
     expect(res.status).toBe(200);
   });
   afterAll(async () => {
-    await queue?.close();
-    redis?.disconnect();
     await h?.close();
   });
-
-  async function snapshot(): Promise<Snapshot> {
-    await h.drain();
-    const jobs = await queue.getJobCounts(
-      'waiting',
-      'active',
-      'delayed',
-      'prioritized',
-      'waiting-children',
-      'completed',
-      'failed',
-    );
-    const { rows } = await h.service.db.pool.query<{ entities: number; eventLog: number }>(
-      `SELECT (SELECT count(*) FROM entity)::int AS "entities",
-              (SELECT count(*) FROM event_log)::int AS "eventLog"`,
-    );
-    return { jobs, ...rows[0]! };
-  }
 
   /** Sends a request that must be refused with `status`/`code` and must change nothing. */
   async function expectRefused(
@@ -95,7 +56,7 @@ describe('authentication and authorization over REST', () => {
     status: number,
     code: string,
   ): Promise<{ res: Response; problem: Problem }> {
-    const before = await snapshot();
+    const before = await h.state();
     const res = await send();
     const problem = (await res.json()) as Problem;
     expect({
@@ -103,7 +64,7 @@ describe('authentication and authorization over REST', () => {
       contentType: res.headers.get('content-type')?.split(';')[0],
       code: problem.code,
     }).toEqual({ status, contentType: 'application/problem+json', code });
-    expect(await snapshot()).toEqual(before);
+    expect(await h.state()).toEqual(before);
     return { res, problem };
   }
 

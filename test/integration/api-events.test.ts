@@ -4,29 +4,9 @@ import { startHarness, type Harness } from '../helpers/harness.ts';
 import { deliveryArb, historyArb, renamed } from '../helpers/histories.ts';
 import { applyInOrder, comparable } from '../helpers/expected.ts';
 import { createKey } from '../../src/store/keys.ts';
+import type { EntityView, EventView } from '../../src/store/queries.ts';
 
 /** SPEC §3 and §4 over real HTTP → Redis → worker → Postgres. */
-
-interface EntityView {
-  id: string;
-  status: string;
-  lastEvent: string;
-  version: number | null;
-  merchantId: string | null;
-  attributes: Record<string, string | number | boolean>;
-  anomalies: number;
-  updatedAt: string;
-}
-
-interface EventView {
-  id: string;
-  type: string;
-  eventId: string | null;
-  version: number | null;
-  source: string;
-  outcome: string;
-  anomaly: boolean;
-}
 
 interface Result {
   eventId: string | null;

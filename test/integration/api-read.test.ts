@@ -1,32 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../helpers/harness.ts';
 import { createKey } from '../../src/store/keys.ts';
+import type { EntityView, EventView } from '../../src/store/queries.ts';
 
 /** SPEC §5 read side: one promotion, the paginated list, the event log, machines and probes. */
-
-interface EntityView {
-  id: string;
-  status: string;
-  lastEvent: string;
-  version: number | null;
-  merchantId: string | null;
-  attributes: Record<string, string | number | boolean>;
-  updatedAt: string;
-}
-
-interface EventView {
-  id: string;
-  type: string;
-  eventId: string | null;
-  version: number | null;
-  source: string;
-  merchantId: string | null;
-  data: unknown;
-  occurredAt: string | null;
-  receivedAt: string;
-  outcome: string;
-  anomaly: boolean;
-}
 
 interface Page<T> {
   items: T[];

@@ -1,9 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { startHarness, type Harness } from '../helpers/harness.ts';
-import { REDIS_URL } from '../helpers/db.ts';
-import { createRedis } from '../../src/queue/redis.ts';
 
 /** SPEC §4: every kind of bad input is refused with a clear reason and changes nothing. */
 
@@ -24,12 +20,6 @@ interface Problem {
 }
 
 /** What a rejected request must leave exactly as it was. */
-interface Snapshot {
-  jobs: Record<string, number>;
-  entities: number;
-  eventLog: number;
-  eventKeys: number;
-}
 
 const valid = {
   machine: 'promotion',
@@ -54,40 +44,15 @@ function event(changes: Record<string, unknown>): Record<string, unknown> {
 
 describe('bad input over REST', () => {
   let h: Harness;
-  let redis: Redis;
-  let queue: Queue;
 
   beforeAll(async () => {
     // One attempt per job: should a bad event slip past validation, its job fails at once
     // (and shows up in the job counts) instead of retrying beyond the test's patience.
     h = await startHarness({ env: { JOB_ATTEMPTS: '1' } });
-    redis = createRedis(REDIS_URL);
-    queue = new Queue(h.queueName, { connection: redis });
   });
   afterAll(async () => {
-    await queue?.close();
-    redis?.disconnect();
     await h?.close();
   });
-
-  async function snapshot(): Promise<Snapshot> {
-    await h.drain();
-    const jobs = await queue.getJobCounts(
-      'waiting',
-      'active',
-      'delayed',
-      'prioritized',
-      'waiting-children',
-      'completed',
-      'failed',
-    );
-    const { rows } = await h.service.db.pool.query<Omit<Snapshot, 'jobs'>>(
-      `SELECT (SELECT count(*) FROM entity)::int AS "entities",
-              (SELECT count(*) FROM event_log)::int AS "eventLog",
-              (SELECT count(*) FROM event_key)::int AS "eventKeys"`,
-    );
-    return { jobs, ...rows[0]! };
-  }
 
   const post = (body: unknown, query = ''): Promise<Response> =>
     h.request(`/v1/events${query}`, { method: 'POST', json: body });
@@ -104,7 +69,7 @@ describe('bad input over REST', () => {
     send: () => Promise<Response>,
     expected: { status: number; code: string; problems?: Array<Partial<FieldProblem>> },
   ): Promise<Problem> {
-    const before = await snapshot();
+    const before = await h.state();
     const res = await send();
     const problem = (await res.json()) as Problem;
     expect({
@@ -117,16 +82,16 @@ describe('bad input over REST', () => {
     for (const p of expected.problems ?? []) {
       expect(problem.errors).toEqual(expect.arrayContaining([expect.objectContaining(p)]));
     }
-    expect(await snapshot()).toEqual(before);
+    expect(await h.state()).toEqual(before);
     return problem;
   }
 
   it('accepts the valid event the cases below are variations of, which adds a job and a row', async () => {
     // A control: shows that the "nothing changed" checks below do see a change when there is one.
-    const before = await snapshot();
+    const before = await h.state();
     const res = await post({ ...valid, entityId: 'control-1', eventId: 'control-1' });
     expect(res.status).toBe(202);
-    const after = await snapshot();
+    const after = await h.state();
     expect(after.jobs.completed).toBe(before.jobs.completed! + 1);
     expect(after.entities).toBe(before.entities + 1);
     expect(after.eventLog).toBe(before.eventLog + 1);

@@ -31,12 +31,6 @@ const promo = (entityId: string, type: string, extra: Record<string, unknown> = 
 const keyId = (key: string): string => key.split('_')[1]!;
 const basic = (key: string): string => `Basic ${Buffer.from(`anyone:${key}`).toString('base64')}`;
 
-interface Snapshot {
-  jobs: number;
-  entities: number;
-  events: number;
-}
-
 describe('auth hardening', () => {
   let h: Harness;
   let redis: Redis;
@@ -82,22 +76,6 @@ describe('auth hardening', () => {
     await h?.close();
   });
 
-  const snapshot = async (): Promise<Snapshot> => {
-    await h.drain();
-    const counts = await queue.getJobCounts(
-      'waiting',
-      'active',
-      'delayed',
-      'completed',
-      'failed',
-      'prioritized',
-    );
-    const { rows } = await h.service.db.pool.query<{ entities: number; events: number }>(
-      'SELECT (SELECT count(*) FROM entity)::int AS entities, (SELECT count(*) FROM event_log)::int AS events',
-    );
-    return { jobs: Object.values(counts).reduce((a, b) => a + b, 0), ...rows[0]! };
-  };
-
   const sourceOf = async (eventId: string): Promise<string[]> =>
     (
       await h.service.db.pool.query<{ source: string }>('SELECT source FROM event_log WHERE event_id = $1', [
@@ -119,7 +97,7 @@ describe('auth hardening', () => {
       ['a wait field on the event (job envelope)', promo('spoof-5', 'create', { wait: true })],
     ] as const) {
       it(`${name} is rejected with 400 naming it, and nothing is queued`, async () => {
-        const before = await snapshot();
+        const before = await h.state();
         const res = await h.request('/v1/events', { method: 'POST', json: body });
         expect(res.status).toBe(400);
         const problem = (await res.json()) as {
@@ -128,7 +106,7 @@ describe('auth hardening', () => {
         };
         expect(problem.code).toBe('invalid_event');
         expect(JSON.stringify(problem.errors)).toMatch(/source|wait/);
-        expect(await snapshot()).toEqual(before);
+        expect(await h.state()).toEqual(before);
       });
     }
 
@@ -198,7 +176,7 @@ describe('auth hardening', () => {
     });
 
     it('pushing another machine is 403 and queues nothing, even inside an otherwise allowed batch', async () => {
-      const before = await snapshot();
+      const before = await h.state();
       const alone = await h.request('/v1/events', {
         key: campaignOnly,
         method: 'POST',
@@ -216,7 +194,7 @@ describe('auth hardening', () => {
         },
       });
       expect(mixed.status).toBe(403);
-      expect(await snapshot()).toEqual(before);
+      expect(await h.state()).toEqual(before);
     });
 
     it('reading another machine looks like it does not exist', async () => {
@@ -238,7 +216,7 @@ describe('auth hardening', () => {
         await r.text();
       }
       expect(await revokeKey(h.service.db.prisma, keyId(key))).toBe(true);
-      const before = await snapshot();
+      const before = await h.state();
       for (const base of [h.url, secondUrl]) {
         const read = await fetch(`${base}/v1/promotions/iso-mine`, {
           headers: { authorization: `Bearer ${key}` },
@@ -251,7 +229,7 @@ describe('auth hardening', () => {
         });
         expect(write.status).toBe(401);
       }
-      expect(await snapshot()).toEqual(before);
+      expect(await h.state()).toEqual(before);
     });
 
     it('a revoked admin key no longer opens the dashboard', async () => {
@@ -404,7 +382,7 @@ describe('auth hardening', () => {
     ];
 
     it('merchant and producer keys get 403, a missing key 401, and the queue is untouched', async () => {
-      const before = await snapshot();
+      const before = await h.state();
       for (const [method, route, body] of mutations) {
         const url = `${h.url}/admin/queues${route.replace('{q}', encodeURIComponent(h.queueName))}`;
         for (const [auth, status] of [
@@ -424,7 +402,7 @@ describe('auth hardening', () => {
         }
       }
       expect(await queue.isPaused()).toBe(false);
-      expect(await snapshot()).toEqual(before);
+      expect(await h.state()).toEqual(before);
     });
 
     it('an admin key is let in', async () => {
