@@ -7,18 +7,10 @@ import type { MachineRegistry } from '../../src/domain/registry.ts';
 import { createRedis } from '../../src/queue/redis.ts';
 import { applyInOrder, comparable } from './expected.ts';
 import { historyArb, renamed, type GeneratedHistory } from './histories.ts';
+import { prng } from '../../bench/workload.ts';
 
-/** A deterministic PRNG (mulberry32), so a failing load can be replayed from its seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The benchmark's seeded PRNG (mulberry32): a failing load can be replayed from its seed.
+export { prng };
 
 export interface Workload {
   /** Every entity's valid history, in order. */

@@ -5,18 +5,7 @@ import { MachineRegistry } from '../../src/domain/index.ts';
 import { rebuildRows } from '../../src/store/index.ts';
 import { startHarness, type Harness } from '../helpers/harness.ts';
 import { runCli } from '../helpers/cli.ts';
-
-/** A small deterministic random source, so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../helpers/load.ts';
 
 type Event = Record<string, unknown>;
 
