@@ -201,29 +201,3 @@ export function splitBody(body: unknown): unknown[] {
   }
   return [body];
 }
-
-/**
- * Validates raw events against the contract; all or nothing.
- * @throws PromosyncError `invalid_event` listing every problem of every event.
- */
-export function parseEvents(raw: unknown[], indexed: boolean): EventInput[] {
-  const out: EventInput[] = [];
-  const problems: FieldProblem[] = [];
-  raw.forEach((item, i) => {
-    const at = indexed ? i : undefined;
-    const plain = plainEvent(item);
-    if (plain) {
-      out.push(plain);
-      return;
-    }
-    const early = rawProblems(item, at);
-    const parsed = eventSchema.safeParse(item);
-    problems.push(...early);
-    if (!parsed.success) problems.push(...problemsOf(parsed.error, at));
-    else if (early.length === 0) out.push(parsed.data);
-  });
-  if (problems.length > 0) {
-    throw new PromosyncError('invalid_event', `${problems.length} problem(s) in the events`, { problems });
-  }
-  return out;
-}

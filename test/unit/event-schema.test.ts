@@ -3,7 +3,6 @@ import { createMachine } from 'xstate';
 import {
   MAX_DATA_BYTES,
   MAX_EVENTS_PER_REQUEST,
-  parseEvents,
   splitBody,
   type EventInput,
 } from '../../src/domain/event-schema.ts';
@@ -12,6 +11,12 @@ import { MachineRegistry } from '../../src/domain/registry.ts';
 import { orderingKey } from '../../src/domain/ordering.ts';
 import { readJobData } from '../../src/queue/job.ts';
 import { promotionMachine } from '../../machines/promotion.ts';
+import { machines } from '../../machines/index.ts';
+
+/** The one validation path the API and the worker use: contract and machine checks at once. */
+const served = MachineRegistry.from(machines);
+const parseEvents = (raw: unknown[], indexed: boolean): EventInput[] =>
+  served.validate(raw, 'src', indexed).inputs;
 
 const valid = {
   machine: 'promotion',
