@@ -165,11 +165,21 @@ export function rawProblems(item: unknown, index?: number): FieldProblem[] {
   return out;
 }
 
+/** A request or job body split into its raw events. */
+export interface SplitBody {
+  raw: unknown[];
+  /**
+   * Whether the body was a list (`{ events: [...] }`, even of one): problems then name the
+   * event's index, so the producer can find it in what it sent.
+   */
+  indexed: boolean;
+}
+
 /**
  * Splits a body into raw events: `{ events: [...] }` or one event object.
  * @throws PromosyncError `invalid_event` when the body is neither.
  */
-export function splitBody(body: unknown): unknown[] {
+export function splitBody(body: unknown): SplitBody {
   if (typeof body === 'object' && body !== null && !Array.isArray(body) && 'events' in body) {
     const parsed = batchSchema.safeParse(body);
     const events = (body as { events?: unknown }).events;
@@ -192,12 +202,12 @@ export function splitBody(body: unknown): unknown[] {
         problems: problemsOf(parsed.error),
       });
     }
-    return parsed.data.events;
+    return { raw: parsed.data.events, indexed: true };
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new PromosyncError('invalid_event', 'the body must be one event object or { "events": [...] }', {
       problems: [{ path: '(body)', message: 'expected an object' }],
     });
   }
-  return [body];
+  return { raw: [body], indexed: false };
 }

@@ -151,8 +151,7 @@ export class EventWorker {
     try {
       const parsed = readJobData(job.data);
       wait = parsed.wait;
-      const indexed = parsed.raw.length > 1;
-      const { events } = this.opts.registry.validate(parsed.raw, parsed.source, indexed);
+      const { events } = this.opts.registry.validate(parsed.raw, parsed.source, parsed.indexed);
       batch = events.map((event) => ({ event, jobId: job.id ?? null }));
     } catch (err) {
       if (err instanceof PromosyncError) {

@@ -43,9 +43,7 @@ export function eventsRouter(deps: {
       const query = parseQuery(postQuery, req.query);
       const p = principalOf(req);
       const source = p.role === 'producer' ? p.source! : 'admin';
-      const raw = splitBody(req.body);
-      const indexed =
-        raw.length > 1 || (typeof req.body === 'object' && req.body !== null && 'events' in req.body);
+      const { raw, indexed } = splitBody(req.body);
       const { inputs: events } = deps.registry.validate(raw, source, indexed);
       const denied = [...new Set(events.map((e) => e.machine))].filter((m) => !mayUseMachine(p, m));
       if (denied.length > 0) {
