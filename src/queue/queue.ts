@@ -4,6 +4,22 @@ import type { EventInput } from '../domain/index.ts';
 import { PromosyncError } from '../domain/index.ts';
 import type { JobResult } from './job.ts';
 
+/**
+ * {@link EventQueue.waitFor} stopped waiting before the job finished. The job is still queued
+ * and will be applied; only the answer is not known yet.
+ */
+export class WaitTimeoutError extends Error {
+  readonly code = 'wait_timeout';
+  constructor(
+    readonly jobId: string,
+    timeoutMs: number,
+    options?: { cause?: unknown },
+  ) {
+    super(`job ${jobId} did not finish within ${timeoutMs} ms`, options);
+    this.name = 'WaitTimeoutError';
+  }
+}
+
 export interface EventQueueOptions {
   connection: Redis;
   name: string;
@@ -53,7 +69,10 @@ export class EventQueue {
     }
   }
 
-  /** Waits until the job is processed and returns its result. */
+  /**
+   * Waits until the job is processed and returns its result.
+   * @throws WaitTimeoutError when it has not finished within `timeoutMs`; the error of the job when it failed.
+   */
   async waitFor(jobId: string, timeoutMs: number): Promise<JobResult> {
     if (!this.events) {
       this.eventsConnection = this.opts.connection.duplicate({
@@ -66,7 +85,18 @@ export class EventQueue {
     await this.events.waitUntilReady();
     const job = await this.queue.getJob(jobId);
     if (!job) throw new PromosyncError('internal', `job ${jobId} disappeared before it finished`);
-    return (await job.waitUntilFinished(this.events, timeoutMs)) as JobResult;
+    try {
+      return (await job.waitUntilFinished(this.events, timeoutMs)) as JobResult;
+    } catch (err) {
+      // BullMQ rejects a timeout with the same plain Error as a failure: ask the job which it was.
+      const state = await job.getState();
+      if (state === 'failed') throw err;
+      if (state === 'completed') {
+        const done = await this.queue.getJob(jobId);
+        if (done) return done.returnvalue as JobResult;
+      }
+      throw new WaitTimeoutError(jobId, timeoutMs, { cause: err });
+    }
   }
 
   /** Jobs by state, for metrics and readiness. */

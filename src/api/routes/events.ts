@@ -2,7 +2,7 @@ import express, { Router, type NextFunction, type Request, type Response } from 
 import { splitBody } from '../../domain/index.ts';
 import { PromosyncError } from '../../domain/index.ts';
 import type { MachineRegistry } from '../../domain/index.ts';
-import type { EventQueue } from '../../queue/index.ts';
+import { WaitTimeoutError, type EventQueue } from '../../queue/index.ts';
 import type { Metrics } from '../../observability/index.ts';
 import { authenticate, mayUseMachine, principalOf, type KeyVerifier } from '../auth.ts';
 import { parseQuery } from '../validate.ts';
@@ -64,7 +64,7 @@ export function eventsRouter(deps: {
         const result = await deps.queue.waitFor(jobId, query.timeoutMs ?? 30_000);
         res.status(200).json({ accepted: events.length, jobId, results: result.results ?? [] });
       } catch (err) {
-        if (err instanceof Error && /timed out|timeout/i.test(err.message)) {
+        if (err instanceof WaitTimeoutError) {
           // Accepted and queued: it will be applied, we just stopped waiting.
           res.status(202).json({ accepted: events.length, jobId, pending: true });
           return;
