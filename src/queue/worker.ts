@@ -145,33 +145,50 @@ export class EventWorker {
   private async process(job: Job, token: string | undefined): Promise<JobResult> {
     // A child logger per job costs more than a small job's processing: make it only to log.
     let child: Logger | undefined;
-    const log = (): Logger => (child ??= this.opts.logger.child({ jobId: job.id }));
-    let batch: BatchEvent[];
-    let wait: boolean;
-    try {
-      const parsed = readJobData(job.data);
-      wait = parsed.wait;
-      const { events } = this.opts.registry.validate(parsed.raw, parsed.source, parsed.indexed);
-      batch = events.map((event) => ({ event, jobId: job.id ?? null }));
-    } catch (err) {
-      if (err instanceof PromosyncError) {
-        log().warn({ code: err.code, problems: err.problems }, 'rejected a bad job');
-        this.opts.metrics?.outcomes.inc({
-          machine: '',
-          source: String((job.data as { source?: unknown })?.source ?? ''),
-          outcome: 'invalid',
-        });
-        throw new UnrecoverableError(`${err.message}: ${JSON.stringify(err.problems)}`);
-      }
-      throw err;
-    }
+    const log: JobLog = () => (child ??= this.opts.logger.child({ jobId: job.id }));
+    const { batch, wait } = this.readJob(job, log);
+    const applied = await this.applyOrDefer(job, token, batch, log);
+    this.countOutcomes(batch, applied, log);
+    const result = jobResult(batch, applied, wait);
+    if (this.opts.logger.isLevelEnabled('debug')) log().debug({ counts: result.counts }, 'job applied');
+    return result;
+  }
 
-    let applied: AppliedEvent[];
+  /**
+   * The job's envelope and events, validated like the API validates a request.
+   * @throws UnrecoverableError for a bad job: retrying cannot make it valid.
+   */
+  private readJob(job: Job, log: JobLog): { batch: BatchEvent[]; wait: boolean } {
     try {
-      applied = await this.applyInLanes(batch);
+      const envelope = readJobData(job.data);
+      const { events } = this.opts.registry.validate(envelope.raw, envelope.source, envelope.indexed);
+      return { batch: events.map((event) => ({ event, jobId: job.id ?? null })), wait: envelope.wait };
+    } catch (err) {
+      if (!(err instanceof PromosyncError)) throw err;
+      log().warn({ code: err.code, problems: err.problems }, 'rejected a bad job');
+      this.opts.metrics?.outcomes.inc({
+        machine: '',
+        source: String((job.data as { source?: unknown })?.source ?? ''),
+        outcome: 'invalid',
+      });
+      throw new UnrecoverableError(`${err.message}: ${JSON.stringify(err.problems)}`);
+    }
+  }
+
+  /**
+   * Applies the job's events. While the database is unreachable the job is delayed with backoff
+   * without spending an attempt; data the database refuses fails the job for good.
+   */
+  private async applyOrDefer(
+    job: Job,
+    token: string | undefined,
+    batch: BatchEvent[],
+    log: JobLog,
+  ): Promise<AppliedEvent[]> {
+    try {
+      return await this.applyInLanes(batch);
     } catch (err) {
       if (isTransient(err) && token !== undefined) {
-        // Postgres is away: come back later without spending an attempt.
         const delay = Math.min(
           this.opts.maxRetryDelayMs ?? 30_000,
           250 * 2 ** Math.min(job.attemptsStarted, 7),
@@ -189,10 +206,10 @@ export class EventWorker {
       }
       throw err;
     }
+  }
 
-    const counts: Partial<Record<Outcome, number>> = {};
-    const results: EventResult[] = [];
-    // Metrics are counted per label set and added once per job, not once per event.
+  /** Counts the outcomes (per label set, added once per job, not once per event) and logs anomalies. */
+  private countOutcomes(batch: BatchEvent[], applied: AppliedEvent[], log: JobLog): void {
     const tally = new Map<string, { machine: string; source: string; outcome: string; n: number }>();
     const count = (machine: string, source: string, outcome: string): void => {
       const k = `${machine}\u0000${source}\u0000${outcome}`;
@@ -202,7 +219,6 @@ export class EventWorker {
     };
     applied.forEach((a, i) => {
       const e = batch[i]!.event;
-      counts[a.outcome] = (counts[a.outcome] ?? 0) + 1;
       count(e.machine, e.source, a.outcome);
       if (a.anomaly) {
         count(e.machine, e.source, 'anomaly');
@@ -211,21 +227,11 @@ export class EventWorker {
           'anomaly: applied a move the machine does not allow',
         );
       }
-      if (wait)
-        results.push({
-          eventId: e.eventId,
-          entityId: e.entityId,
-          outcome: a.outcome,
-          anomaly: a.anomaly,
-          state: a.status,
-        });
     });
     const outcomes = this.opts.metrics?.outcomes;
     if (outcomes)
       for (const t of tally.values())
         outcomes.inc({ machine: t.machine, source: t.source, outcome: t.outcome }, t.n);
-    if (this.opts.logger.isLevelEnabled('debug')) log().debug({ counts }, 'job applied');
-    return wait ? { counts, results } : { counts };
   }
 
   /** Stops taking jobs, finishes the ones in flight (their batches included) and closes. */
@@ -233,6 +239,27 @@ export class EventWorker {
     await this.worker?.close();
     await Promise.all(this.lanes.map((lane) => lane.close()));
   }
+}
+
+/** The job's logger, made on first use. */
+type JobLog = () => Logger;
+
+/** A job's return value: counts by outcome, and one result per event when the producer waits. */
+function jobResult(batch: BatchEvent[], applied: AppliedEvent[], wait: boolean): JobResult {
+  const counts: Partial<Record<Outcome, number>> = {};
+  for (const a of applied) counts[a.outcome] = (counts[a.outcome] ?? 0) + 1;
+  if (!wait) return { counts };
+  const results: EventResult[] = applied.map((a, i) => {
+    const e = batch[i]!.event;
+    return {
+      eventId: e.eventId,
+      entityId: e.entityId,
+      outcome: a.outcome,
+      anomaly: a.anomaly,
+      state: a.status,
+    };
+  });
+  return { counts, results };
 }
 
 /** The lane of an entity: FNV-1a of its machine and id, so every process agrees. */
