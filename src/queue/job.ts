@@ -2,9 +2,6 @@ import type { Outcome } from '../domain/index.ts';
 import { PromosyncError } from '../domain/index.ts';
 import { sourceSchema, splitBody, type SplitBody } from '../domain/index.ts';
 
-/** The BullMQ queue promosync consumes (SPEC §5). */
-export const DEFAULT_QUEUE_NAME = 'status-events';
-
 /** Job data: one event or `{ events: [...] }`, plus the producer's `source`. */
 export type JobData = Record<string, unknown> & { source: string };
 

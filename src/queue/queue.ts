@@ -2,6 +2,7 @@ import { Queue, QueueEvents, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { EventInput } from '../domain/index.ts';
 import { PromosyncError } from '../domain/index.ts';
+import { DEFAULTS } from '../config.ts';
 import type { JobResult } from './job.ts';
 
 /**
@@ -23,9 +24,9 @@ export class WaitTimeoutError extends Error {
 export interface EventQueueOptions {
   connection: Redis;
   name: string;
-  /** Attempts of each job; transient failures retry with exponential backoff. @defaultValue 25 */
+  /** Attempts of each job; transient failures retry with exponential backoff. @defaultValue `DEFAULTS.jobAttempts` (25) */
   attempts?: number;
-  /** First backoff delay, doubling each attempt. @defaultValue 500 */
+  /** First backoff delay, doubling each attempt. @defaultValue `DEFAULTS.jobBackoffMs` (500) */
   backoffMs?: number;
 }
 
@@ -43,8 +44,8 @@ export class EventQueue {
     this.queue = new Queue(opts.name, { connection: opts.connection });
     this.queue.on('error', () => {}); // surfaced to callers through rejected adds
     this.jobOptions = {
-      attempts: opts.attempts ?? 25,
-      backoff: { type: 'exponential', delay: opts.backoffMs ?? 500 },
+      attempts: opts.attempts ?? DEFAULTS.jobAttempts,
+      backoff: { type: 'exponential', delay: opts.backoffMs ?? DEFAULTS.jobBackoffMs },
       removeOnComplete: { count: 1000, age: 3600 },
       removeOnFail: { age: 14 * 24 * 3600 },
     };

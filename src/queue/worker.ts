@@ -7,6 +7,7 @@ import type { MachineRegistry } from '../domain/index.ts';
 import type { AppliedEvent, BatchEvent } from '../store/index.ts';
 import { isDataError, isTransient } from '../store/index.ts';
 import type { Metrics } from '../observability/index.ts';
+import { DEFAULTS } from '../config.ts';
 import { Batcher } from './batcher.ts';
 import { readJobData, type EventResult, type JobResult } from './job.ts';
 
@@ -22,42 +23,39 @@ export interface EventWorkerOptions {
   applier: BatchApplier;
   logger: Logger;
   metrics?: Metrics;
-  /** Jobs processed at once. @defaultValue 64 */
+  /** Jobs processed at once. @defaultValue `DEFAULTS.workerConcurrency` (64) */
   concurrency?: number;
-  /** @defaultValue 2000 */
+  /** Flush a batch at this many events. @defaultValue `DEFAULTS.batchMaxEvents` (2000) */
   batchMaxEvents?: number;
-  /** @defaultValue 5 */
+  /** …or this many ms after its first event. @defaultValue `DEFAULTS.batchFlushMs` (5) */
   batchFlushMs?: number;
   /**
-   * Apply statements running at once; work that arrives meanwhile grows the next batch. Two
-   * statements that create the same new entity at once make one abort and run again (see
-   * APPLY_SQL), which on shuffled input cost more than the overlap gained: one at a time
-   * measured twice the throughput of two (docs/performance.md).
-   * @defaultValue 1
+   * Apply statements running at once per lane; work that arrives meanwhile grows the next batch.
+   * @defaultValue `DEFAULTS.batchMaxInFlight` (1), which says why
    */
   batchMaxInFlight?: number;
   /**
    * Lanes: each entity belongs to one lane (by a hash of its id), each lane folds and applies
    * its own batches. Lanes never share an entity, so their statements never collide on a new
    * row, and several lanes keep several Postgres backends busy at once.
-   * @defaultValue 1 (the `BATCH_LANES` setting defaults to 2)
+   * @defaultValue `DEFAULTS.batchLanes` (2)
    */
   lanes?: number;
-  /** Longest delay between two tries while the database is unreachable. @defaultValue 30000 */
+  /** Longest delay between two tries while the database is unreachable. @defaultValue `DEFAULTS.maxRetryDelayMs` (30000) */
   maxRetryDelayMs?: number;
   /**
    * How long this worker's lock on a job lasts unless renewed (it renews at half that). A job
    * whose worker died is taken up again once its lock expired and a stalled check ran.
-   * @defaultValue 30000
+   * @defaultValue `DEFAULTS.workerLockDurationMs` (30000)
    */
   lockDurationMs?: number;
-  /** How often to look for stalled jobs (their worker died) and queue them again. @defaultValue 30000 */
+  /** How often to look for stalled jobs (their worker died) and queue them again. @defaultValue `DEFAULTS.workerStalledIntervalMs` (30000) */
   stalledIntervalMs?: number;
   /**
    * Times a job may stall before BullMQ fails it for good. Applying a job again is harmless
    * (idempotent, order-free), so this only needs to stop a job that keeps killing its worker;
    * BullMQ's own default of 1 would fail a job whose worker was killed twice.
-   * @defaultValue 10
+   * @defaultValue `DEFAULTS.workerMaxStalledCount` (10)
    */
   maxStalledCount?: number;
 }
@@ -74,12 +72,12 @@ export class EventWorker {
 
   constructor(private readonly opts: EventWorkerOptions) {
     this.lanes = Array.from(
-      { length: Math.max(1, opts.lanes ?? 1) },
+      { length: Math.max(1, opts.lanes ?? DEFAULTS.batchLanes) },
       () =>
         new Batcher<BatchEvent, AppliedEvent>({
-          maxItems: opts.batchMaxEvents ?? 2000,
-          flushMs: opts.batchFlushMs ?? 5,
-          maxInFlight: opts.batchMaxInFlight ?? 1,
+          maxItems: opts.batchMaxEvents,
+          flushMs: opts.batchFlushMs,
+          maxInFlight: opts.batchMaxInFlight,
           run: (items) => this.applyTimed(items),
           isolate: (err) => !isTransient(err),
         }),
@@ -124,11 +122,11 @@ export class EventWorker {
     const { connection, queueName, concurrency } = this.opts;
     this.worker = new Worker(queueName, (job, token) => this.process(job, token), {
       connection,
-      concurrency: concurrency ?? 64,
+      concurrency: concurrency ?? DEFAULTS.workerConcurrency,
       autorun: true,
-      lockDuration: this.opts.lockDurationMs ?? 30_000,
-      stalledInterval: this.opts.stalledIntervalMs ?? 30_000,
-      maxStalledCount: this.opts.maxStalledCount ?? 10,
+      lockDuration: this.opts.lockDurationMs ?? DEFAULTS.workerLockDurationMs,
+      stalledInterval: this.opts.stalledIntervalMs ?? DEFAULTS.workerStalledIntervalMs,
+      maxStalledCount: this.opts.maxStalledCount ?? DEFAULTS.workerMaxStalledCount,
     });
     this.worker.on('error', (err) => this.opts.logger.error({ err }, 'worker error'));
     this.worker.on('failed', (job, err) => {
@@ -190,7 +188,7 @@ export class EventWorker {
     } catch (err) {
       if (isTransient(err) && token !== undefined) {
         const delay = Math.min(
-          this.opts.maxRetryDelayMs ?? 30_000,
+          this.opts.maxRetryDelayMs ?? DEFAULTS.maxRetryDelayMs,
           250 * 2 ** Math.min(job.attemptsStarted, 7),
         );
         log().warn({ err: String(err), delay }, 'database unavailable, job delayed');
