@@ -45,7 +45,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
   const logger = opts.logger ?? createLogger(config.logLevel);
   if (!config.databaseUrl) throw new Error('DATABASE_URL is not set');
   const registry = MachineRegistry.from(machines);
-  const metrics = new Metrics();
+  const metrics = new Metrics({ machines: registry.list().map((m) => m.analysis.name) });
   const db = openDatabase(config.databaseUrl, config.dbPoolSize, (err) =>
     logger.warn({ err: err.message }, 'database connection lost'),
   );

@@ -129,10 +129,11 @@ export const batchSchema = z.strictObject({
     .max(MAX_EVENTS_PER_REQUEST, `at most ${MAX_EVENTS_PER_REQUEST} events per request`),
 });
 
-const source = z
-  .string()
-  .regex(/^[A-Za-z0-9._:-]{1,64}$/, 'source must be 1-64 characters of [A-Za-z0-9._:-]');
-export const sourceSchema = source;
+/** Producer (source) names, of API keys and of job envelopes alike: 1-64 characters of [A-Za-z0-9._:-]. */
+export const SOURCE_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
+export const sourceSchema = z
+  .string({ error: 'source must be a string' })
+  .regex(SOURCE_PATTERN, 'source must be 1-64 characters of [A-Za-z0-9._:-]');
 
 /** Zod issues as field problems, optionally tagged with the event's index. */
 export function problemsOf(error: z.ZodError, index?: number): FieldProblem[] {

@@ -6,7 +6,7 @@ import type { Outcome } from '../domain/index.ts';
 import type { MachineRegistry } from '../domain/index.ts';
 import type { AppliedEvent, BatchEvent } from '../store/index.ts';
 import { isDataError, isTransient } from '../store/index.ts';
-import type { Metrics } from '../observability/index.ts';
+import type { CountedOutcome, Metrics } from '../observability/index.ts';
 import { DEFAULTS } from '../config.ts';
 import { Batcher } from './batcher.ts';
 import { readJobData, type EventResult, type JobResult } from './job.ts';
@@ -164,11 +164,9 @@ export class EventWorker {
     } catch (err) {
       if (!(err instanceof PromosyncError)) throw err;
       log().warn({ code: err.code, problems: err.problems }, 'rejected a bad job');
-      this.opts.metrics?.outcomes.inc({
-        machine: '',
-        source: String((job.data as { source?: unknown })?.source ?? ''),
-        outcome: 'invalid',
-      });
+      const source = (job.data as { source?: unknown } | null)?.source;
+      // A bad job counts once, under no machine; its source only if it is a valid one.
+      this.opts.metrics?.countOutcome('', typeof source === 'string' ? source : '', 'invalid');
       throw new UnrecoverableError(`${err.message}: ${JSON.stringify(err.problems)}`);
     }
   }
@@ -208,8 +206,8 @@ export class EventWorker {
 
   /** Counts the outcomes (per label set, added once per job, not once per event) and logs anomalies. */
   private countOutcomes(batch: BatchEvent[], applied: AppliedEvent[], log: JobLog): void {
-    const tally = new Map<string, { machine: string; source: string; outcome: string; n: number }>();
-    const count = (machine: string, source: string, outcome: string): void => {
+    const tally = new Map<string, { machine: string; source: string; outcome: CountedOutcome; n: number }>();
+    const count = (machine: string, source: string, outcome: CountedOutcome): void => {
       const k = `${machine}\u0000${source}\u0000${outcome}`;
       const t = tally.get(k);
       if (t) t.n += 1;
@@ -226,10 +224,8 @@ export class EventWorker {
         );
       }
     });
-    const outcomes = this.opts.metrics?.outcomes;
-    if (outcomes)
-      for (const t of tally.values())
-        outcomes.inc({ machine: t.machine, source: t.source, outcome: t.outcome }, t.n);
+    const metrics = this.opts.metrics;
+    if (metrics) for (const t of tally.values()) metrics.countOutcome(t.machine, t.source, t.outcome, t.n);
   }
 
   /** Stops taking jobs, finishes the ones in flight (their batches included) and closes. */

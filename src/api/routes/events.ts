@@ -54,7 +54,7 @@ export function eventsRouter(deps: {
       if (deps.metrics) {
         const perMachine = new Map<string, number>();
         for (const e of events) perMachine.set(e.machine, (perMachine.get(e.machine) ?? 0) + 1);
-        for (const [machine, n] of perMachine) deps.metrics.received.inc({ machine, source }, n);
+        for (const [machine, n] of perMachine) deps.metrics.countReceived(machine, source, n);
       }
       if (!wait) {
         res.status(202).json({ accepted: events.length, jobId });
