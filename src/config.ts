@@ -36,6 +36,10 @@ export const DEFAULTS = Object.freeze({
   workerMaxStalledCount: 10,
   /** Longest delay between two tries of a job while the database is unreachable (not configurable). */
   maxRetryDelayMs: 30_000,
+  /** `EVENT_MAX_FIELDS`: fields one event's `data` may have. */
+  eventMaxFields: 100,
+  /** `EVENT_MAX_FIELD_NAME_LENGTH`: the longest `data` field name, in characters (at most 128). */
+  eventMaxFieldNameLength: 64,
 });
 
 const schema = z.object({
@@ -60,6 +64,8 @@ const schema = z.object({
   WORKER_LOCK_DURATION_MS: int(DEFAULTS.workerLockDurationMs, 1000, 3_600_000),
   WORKER_STALLED_INTERVAL_MS: int(DEFAULTS.workerStalledIntervalMs, 500, 3_600_000),
   WORKER_MAX_STALLED_COUNT: int(DEFAULTS.workerMaxStalledCount, 0, 1000),
+  EVENT_MAX_FIELDS: int(DEFAULTS.eventMaxFields, 1, 10_000),
+  EVENT_MAX_FIELD_NAME_LENGTH: int(DEFAULTS.eventMaxFieldNameLength, 1, 128),
   RATE_LIMIT_PER_SECOND: int(200, 0, 1_000_000),
   RATE_LIMIT_BURST: int(1000, 0, 10_000_000),
   PROMOSYNC_URL: z.string().url().optional(),
@@ -97,6 +103,10 @@ export interface Config {
   workerStalledIntervalMs: number;
   /** Times a job may stall (its worker died) before it is failed; re-running one is harmless. */
   workerMaxStalledCount: number;
+  /** Fields one event's `data` may have; more is bad input (docs/design.md#attribute-limits). */
+  eventMaxFields: number;
+  /** The longest `data` field name, in characters. */
+  eventMaxFieldNameLength: number;
   /** Requests per second one API key may make, across all API processes; 0 turns the limit off. */
   rateLimitPerSecond: number;
   /** Requests a key may make above that rate in any 10 s window. */
@@ -138,6 +148,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     workerLockDurationMs: e.WORKER_LOCK_DURATION_MS,
     workerStalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,
     workerMaxStalledCount: e.WORKER_MAX_STALLED_COUNT,
+    eventMaxFields: e.EVENT_MAX_FIELDS,
+    eventMaxFieldNameLength: e.EVENT_MAX_FIELD_NAME_LENGTH,
     rateLimitPerSecond: e.RATE_LIMIT_PER_SECOND,
     rateLimitBurst: e.RATE_LIMIT_BURST,
     apiUrl: e.PROMOSYNC_URL,

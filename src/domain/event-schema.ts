@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULTS } from '../config.ts';
 import { PromosyncError, type FieldProblem } from './errors.ts';
 
 /** The most events one request or job may carry. */
@@ -8,7 +9,8 @@ export const MAX_DATA_BYTES = 16 * 1024;
 
 /** Entity and merchant ids: 1-128 characters of [A-Za-z0-9._:-]. */
 export const ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
-const fieldName = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+/** Field names: letters, digits and _, not starting with a digit; their length is an {@link EventLimits} setting. */
+const fieldName = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Event ids: printable ASCII, no spaces. */
 const PRINTABLE_ASCII = /^[\x21-\x7e]+$/;
 
@@ -27,7 +29,7 @@ export const dataSchema = z
   .record(
     z
       .string()
-      .regex(fieldName, 'field names are 1-64 characters of [A-Za-z0-9_], not starting with a digit')
+      .regex(fieldName, 'field names are characters of [A-Za-z0-9_], not starting with a digit')
       .refine((k) => k !== '__proto__', 'field name __proto__ is not allowed'),
     scalar,
     { error: 'data must be a flat object whose values are strings, numbers, booleans or null' },
@@ -162,6 +164,55 @@ export function rawProblems(item: unknown, index?: number): FieldProblem[] {
   if (own(item)) out.push({ ...at, path: '__proto__', message: 'unknown field "__proto__"' });
   if (typeof item === 'object' && item !== null && own((item as { data?: unknown }).data)) {
     out.push({ ...at, path: 'data.__proto__', message: 'field name __proto__ is not allowed' });
+  }
+  return out;
+}
+
+/**
+ * Limits of one event's attributes, set per deployment (docs/design.md#attribute-limits). The
+ * contract's own bounds (a flat object, at most {@link MAX_DATA_BYTES}) hold whatever they are.
+ */
+export interface EventLimits {
+  /** Fields `data` may have. */
+  maxFields: number;
+  /** The longest field name, in characters. */
+  maxFieldNameLength: number;
+}
+
+/** The limits when none are configured. */
+export const DEFAULT_EVENT_LIMITS: Readonly<EventLimits> = Object.freeze({
+  maxFields: DEFAULTS.eventMaxFields,
+  maxFieldNameLength: DEFAULTS.eventMaxFieldNameLength,
+});
+
+const clipName = (name: string): string => (name.length <= 128 ? name : `${name.slice(0, 128)}…`);
+
+/** Problems of a contract-valid event's `data` with the deployment's {@link EventLimits}. */
+export function limitProblems(
+  data: EventInput['data'],
+  limits: Readonly<EventLimits>,
+  index?: number,
+): FieldProblem[] {
+  if (!data) return [];
+  const at = index === undefined ? {} : { index };
+  const out: FieldProblem[] = [];
+  let fields = 0;
+  for (const name in data) {
+    fields += 1;
+    if (name.length > limits.maxFieldNameLength) {
+      out.push({
+        ...at,
+        path: `data.${clipName(name)}`,
+        message: `field names are at most ${limits.maxFieldNameLength} characters; this one has ${name.length}`,
+      });
+    }
+  }
+  if (fields > limits.maxFields) {
+    out.push({
+      ...at,
+      path: 'data',
+      message: `data has ${fields} fields; at most ${limits.maxFields} are allowed per event`,
+    });
   }
   return out;
 }

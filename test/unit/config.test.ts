@@ -24,6 +24,8 @@ describe('configuration defaults', () => {
     WORKER_LOCK_DURATION_MS: 'workerLockDurationMs',
     WORKER_STALLED_INTERVAL_MS: 'workerStalledIntervalMs',
     WORKER_MAX_STALLED_COUNT: 'workerMaxStalledCount',
+    EVENT_MAX_FIELDS: 'eventMaxFields',
+    EVENT_MAX_FIELD_NAME_LENGTH: 'eventMaxFieldNameLength',
   } as const;
 
   it('an empty environment gets the stated defaults', () => {
