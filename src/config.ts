@@ -2,6 +2,46 @@ import { z } from 'zod';
 
 const int = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
 
+/**
+ * The defaults of the queue, worker and batch settings, stated once: the environment schema
+ * below and the options of EventQueue, EventWorker and Batcher both take them from here, and
+ * the README's configuration table lists the same values.
+ */
+export const DEFAULTS = Object.freeze({
+  /** `QUEUE_NAME`: the BullMQ queue producers and workers share. */
+  queueName: 'status-events',
+  /** `WORKER_CONCURRENCY`: jobs one worker process handles at once. */
+  workerConcurrency: 64,
+  /** `BATCH_MAX_EVENTS`: flush a batch at this many events. */
+  batchMaxEvents: 2000,
+  /** `BATCH_FLUSH_MS`: …or this many ms after its first event. */
+  batchFlushMs: 5,
+  /** `BATCH_LANES`: apply lanes per worker process. */
+  batchLanes: 2,
+  /**
+   * Apply statements in flight per lane (not configurable): two statements creating the same
+   * new entity make one abort and run again, which on shuffled input cost more than the overlap
+   * gained; one at a time measured twice the throughput of two (docs/performance.md).
+   */
+  batchMaxInFlight: 1,
+  /** `JOB_ATTEMPTS`: attempts of each job. */
+  jobAttempts: 25,
+  /** `JOB_BACKOFF_MS`: first backoff delay, doubling each attempt. */
+  jobBackoffMs: 500,
+  /** `WORKER_LOCK_DURATION_MS`: a worker's lock on a job, renewed at half that. */
+  workerLockDurationMs: 30_000,
+  /** `WORKER_STALLED_INTERVAL_MS`: how often to look for jobs whose worker died. */
+  workerStalledIntervalMs: 30_000,
+  /** `WORKER_MAX_STALLED_COUNT`: times a job may stall before it is failed. */
+  workerMaxStalledCount: 10,
+  /** Longest delay between two tries of a job while the database is unreachable (not configurable). */
+  maxRetryDelayMs: 30_000,
+  /** `EVENT_MAX_FIELDS`: fields one event's `data` may have. */
+  eventMaxFields: 100,
+  /** `EVENT_MAX_FIELD_NAME_LENGTH`: the longest `data` field name, in characters (at most 128). */
+  eventMaxFieldNameLength: 64,
+});
+
 const schema = z.object({
   DATABASE_URL: z.string().url().optional(),
   REDIS_URL: z.string().url().optional(),
@@ -12,18 +52,20 @@ const schema = z.object({
   QUEUE_NAME: z
     .string()
     .regex(/^[A-Za-z0-9_.-]{1,64}$/)
-    .default('status-events'),
-  WORKER_CONCURRENCY: int(64, 1, 10_000),
-  BATCH_MAX_EVENTS: int(2000, 1, 100_000),
-  BATCH_FLUSH_MS: int(5, 0, 10_000),
-  BATCH_LANES: int(2, 1, 64),
+    .default(DEFAULTS.queueName),
+  WORKER_CONCURRENCY: int(DEFAULTS.workerConcurrency, 1, 10_000),
+  BATCH_MAX_EVENTS: int(DEFAULTS.batchMaxEvents, 1, 100_000),
+  BATCH_FLUSH_MS: int(DEFAULTS.batchFlushMs, 0, 10_000),
+  BATCH_LANES: int(DEFAULTS.batchLanes, 1, 64),
   DB_POOL_SIZE: int(10, 1, 1000),
-  JOB_ATTEMPTS: int(25, 1, 1000),
-  JOB_BACKOFF_MS: int(500, 1, 3_600_000),
+  JOB_ATTEMPTS: int(DEFAULTS.jobAttempts, 1, 1000),
+  JOB_BACKOFF_MS: int(DEFAULTS.jobBackoffMs, 1, 3_600_000),
   DATA_DIR: z.string().default('.data'),
-  WORKER_LOCK_DURATION_MS: int(30_000, 1000, 3_600_000),
-  WORKER_STALLED_INTERVAL_MS: int(30_000, 500, 3_600_000),
-  WORKER_MAX_STALLED_COUNT: int(10, 0, 1000),
+  WORKER_LOCK_DURATION_MS: int(DEFAULTS.workerLockDurationMs, 1000, 3_600_000),
+  WORKER_STALLED_INTERVAL_MS: int(DEFAULTS.workerStalledIntervalMs, 500, 3_600_000),
+  WORKER_MAX_STALLED_COUNT: int(DEFAULTS.workerMaxStalledCount, 0, 1000),
+  EVENT_MAX_FIELDS: int(DEFAULTS.eventMaxFields, 1, 10_000),
+  EVENT_MAX_FIELD_NAME_LENGTH: int(DEFAULTS.eventMaxFieldNameLength, 1, 128),
   RATE_LIMIT_PER_SECOND: int(200, 0, 1_000_000),
   RATE_LIMIT_BURST: int(1000, 0, 10_000_000),
   PROMOSYNC_URL: z.string().url().optional(),
@@ -61,6 +103,10 @@ export interface Config {
   workerStalledIntervalMs: number;
   /** Times a job may stall (its worker died) before it is failed; re-running one is harmless. */
   workerMaxStalledCount: number;
+  /** Fields one event's `data` may have; more is bad input (docs/design.md#attribute-limits). */
+  eventMaxFields: number;
+  /** The longest `data` field name, in characters. */
+  eventMaxFieldNameLength: number;
   /** Requests per second one API key may make, across all API processes; 0 turns the limit off. */
   rateLimitPerSecond: number;
   /** Requests a key may make above that rate in any 10 s window. */
@@ -102,6 +148,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     workerLockDurationMs: e.WORKER_LOCK_DURATION_MS,
     workerStalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,
     workerMaxStalledCount: e.WORKER_MAX_STALLED_COUNT,
+    eventMaxFields: e.EVENT_MAX_FIELDS,
+    eventMaxFieldNameLength: e.EVENT_MAX_FIELD_NAME_LENGTH,
     rateLimitPerSecond: e.RATE_LIMIT_PER_SECOND,
     rateLimitBurst: e.RATE_LIMIT_BURST,
     apiUrl: e.PROMOSYNC_URL,

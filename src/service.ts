@@ -44,8 +44,11 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
   const { config } = opts;
   const logger = opts.logger ?? createLogger(config.logLevel);
   if (!config.databaseUrl) throw new Error('DATABASE_URL is not set');
-  const registry = MachineRegistry.from(machines);
-  const metrics = new Metrics();
+  const registry = MachineRegistry.from(machines, false, {
+    maxFields: config.eventMaxFields,
+    maxFieldNameLength: config.eventMaxFieldNameLength,
+  });
+  const metrics = new Metrics({ machines: registry.list().map((m) => m.analysis.name) });
   const db = openDatabase(config.databaseUrl, config.dbPoolSize, (err) =>
     logger.warn({ err: err.message }, 'database connection lost'),
   );

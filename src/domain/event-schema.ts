@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULTS } from '../config.ts';
 import { PromosyncError, type FieldProblem } from './errors.ts';
 
 /** The most events one request or job may carry. */
@@ -8,7 +9,8 @@ export const MAX_DATA_BYTES = 16 * 1024;
 
 /** Entity and merchant ids: 1-128 characters of [A-Za-z0-9._:-]. */
 export const ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
-const fieldName = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+/** Field names: letters, digits and _, not starting with a digit; their length is an {@link EventLimits} setting. */
+const fieldName = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Event ids: printable ASCII, no spaces. */
 const PRINTABLE_ASCII = /^[\x21-\x7e]+$/;
 
@@ -27,7 +29,7 @@ export const dataSchema = z
   .record(
     z
       .string()
-      .regex(fieldName, 'field names are 1-64 characters of [A-Za-z0-9_], not starting with a digit')
+      .regex(fieldName, 'field names are characters of [A-Za-z0-9_], not starting with a digit')
       .refine((k) => k !== '__proto__', 'field name __proto__ is not allowed'),
     scalar,
     { error: 'data must be a flat object whose values are strings, numbers, booleans or null' },
@@ -129,10 +131,11 @@ export const batchSchema = z.strictObject({
     .max(MAX_EVENTS_PER_REQUEST, `at most ${MAX_EVENTS_PER_REQUEST} events per request`),
 });
 
-const source = z
-  .string()
-  .regex(/^[A-Za-z0-9._:-]{1,64}$/, 'source must be 1-64 characters of [A-Za-z0-9._:-]');
-export const sourceSchema = source;
+/** Producer (source) names, of API keys and of job envelopes alike: 1-64 characters of [A-Za-z0-9._:-]. */
+export const SOURCE_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
+export const sourceSchema = z
+  .string({ error: 'source must be a string' })
+  .regex(SOURCE_PATTERN, 'source must be 1-64 characters of [A-Za-z0-9._:-]');
 
 /** Zod issues as field problems, optionally tagged with the event's index. */
 export function problemsOf(error: z.ZodError, index?: number): FieldProblem[] {
@@ -166,10 +169,69 @@ export function rawProblems(item: unknown, index?: number): FieldProblem[] {
 }
 
 /**
+ * Limits of one event's attributes, set per deployment (docs/design.md#attribute-limits). The
+ * contract's own bounds (a flat object, at most {@link MAX_DATA_BYTES}) hold whatever they are.
+ */
+export interface EventLimits {
+  /** Fields `data` may have. */
+  maxFields: number;
+  /** The longest field name, in characters. */
+  maxFieldNameLength: number;
+}
+
+/** The limits when none are configured. */
+export const DEFAULT_EVENT_LIMITS: Readonly<EventLimits> = Object.freeze({
+  maxFields: DEFAULTS.eventMaxFields,
+  maxFieldNameLength: DEFAULTS.eventMaxFieldNameLength,
+});
+
+const clipName = (name: string): string => (name.length <= 128 ? name : `${name.slice(0, 128)}…`);
+
+/** Problems of a contract-valid event's `data` with the deployment's {@link EventLimits}. */
+export function limitProblems(
+  data: EventInput['data'],
+  limits: Readonly<EventLimits>,
+  index?: number,
+): FieldProblem[] {
+  if (!data) return [];
+  const at = index === undefined ? {} : { index };
+  const out: FieldProblem[] = [];
+  let fields = 0;
+  for (const name in data) {
+    fields += 1;
+    if (name.length > limits.maxFieldNameLength) {
+      out.push({
+        ...at,
+        path: `data.${clipName(name)}`,
+        message: `field names are at most ${limits.maxFieldNameLength} characters; this one has ${name.length}`,
+      });
+    }
+  }
+  if (fields > limits.maxFields) {
+    out.push({
+      ...at,
+      path: 'data',
+      message: `data has ${fields} fields; at most ${limits.maxFields} are allowed per event`,
+    });
+  }
+  return out;
+}
+
+/** A request or job body split into its raw events. */
+export interface SplitBody {
+  raw: unknown[];
+  /**
+   * Whether the body was a list (`{ events: [...] }`, even of one): problems then name the
+   * event's index, so the producer can find it in what it sent.
+   */
+  indexed: boolean;
+}
+
+/**
  * Splits a body into raw events: `{ events: [...] }` or one event object.
  * @throws PromosyncError `invalid_event` when the body is neither.
  */
-export function splitBody(body: unknown): unknown[] {
+export function splitBody(body: unknown): SplitBody {
   if (typeof body === 'object' && body !== null && !Array.isArray(body) && 'events' in body) {
     const parsed = batchSchema.safeParse(body);
     const events = (body as { events?: unknown }).events;
@@ -192,38 +254,12 @@ export function splitBody(body: unknown): unknown[] {
         problems: problemsOf(parsed.error),
       });
     }
-    return parsed.data.events;
+    return { raw: parsed.data.events, indexed: true };
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new PromosyncError('invalid_event', 'the body must be one event object or { "events": [...] }', {
       problems: [{ path: '(body)', message: 'expected an object' }],
     });
   }
-  return [body];
-}
-
-/**
- * Validates raw events against the contract; all or nothing.
- * @throws PromosyncError `invalid_event` listing every problem of every event.
- */
-export function parseEvents(raw: unknown[], indexed: boolean): EventInput[] {
-  const out: EventInput[] = [];
-  const problems: FieldProblem[] = [];
-  raw.forEach((item, i) => {
-    const at = indexed ? i : undefined;
-    const plain = plainEvent(item);
-    if (plain) {
-      out.push(plain);
-      return;
-    }
-    const early = rawProblems(item, at);
-    const parsed = eventSchema.safeParse(item);
-    problems.push(...early);
-    if (!parsed.success) problems.push(...problemsOf(parsed.error, at));
-    else if (early.length === 0) out.push(parsed.data);
-  });
-  if (problems.length > 0) {
-    throw new PromosyncError('invalid_event', `${problems.length} problem(s) in the events`, { problems });
-  }
-  return out;
+  return { raw: [body], indexed: false };
 }

@@ -2,7 +2,16 @@ import type { AnyStateMachine } from 'xstate';
 import { analyzeMachine, type EventRank, type MachineAnalysis } from './ranking.ts';
 import { orderingKey } from './ordering.ts';
 import { PromosyncError, type FieldProblem } from './errors.ts';
-import { eventSchema, plainEvent, problemsOf, rawProblems, type EventInput } from './event-schema.ts';
+import {
+  DEFAULT_EVENT_LIMITS,
+  eventSchema,
+  limitProblems,
+  plainEvent,
+  problemsOf,
+  rawProblems,
+  type EventInput,
+  type EventLimits,
+} from './event-schema.ts';
 
 /** A scalar attribute value. */
 export type FieldValue = string | number | boolean;
@@ -37,15 +46,24 @@ export interface MachineInfo {
 export class MachineRegistry {
   private readonly byName: Map<string, MachineInfo>;
 
-  private constructor(infos: MachineInfo[]) {
+  private constructor(
+    infos: MachineInfo[],
+    /** The attribute limits {@link MachineRegistry.validate} holds events to. */
+    readonly limits: Readonly<EventLimits>,
+  ) {
     this.byName = new Map(infos.map((i) => [i.analysis.name, i]));
   }
 
   /**
    * Analyses every machine.
+   * @param limits the attribute limits of incoming events. @defaultValue {@link DEFAULT_EVENT_LIMITS}
    * @throws PromosyncError `machine_invalid` naming each machine with errors (unless `allowInvalid`).
    */
-  static from(machines: Readonly<Record<string, AnyStateMachine>>, allowInvalid = false): MachineRegistry {
+  static from(
+    machines: Readonly<Record<string, AnyStateMachine>>,
+    allowInvalid = false,
+    limits: Readonly<EventLimits> = DEFAULT_EVENT_LIMITS,
+  ): MachineRegistry {
     const infos = Object.entries(machines).map(([name, machine]) => {
       const analysis = analyzeMachine(name, machine);
       return {
@@ -64,7 +82,7 @@ export class MachineRegistry {
       );
       throw new PromosyncError('machine_invalid', `invalid machine definition(s):\n${lines.join('\n')}`);
     }
-    return new MachineRegistry(infos);
+    return new MachineRegistry(infos, limits);
   }
 
   get(name: string): MachineInfo | undefined {
@@ -103,8 +121,9 @@ export class MachineRegistry {
   }
 
   /**
-   * Validates raw events against the contract and their machines at once, so a client sees
-   * every problem of every event in one answer.
+   * Validates raw events against the contract, the attribute limits and their machines at once,
+   * so a client sees every problem of every event in one answer. The API and the worker both
+   * validate through here.
    * @throws PromosyncError `invalid_event` listing them; nothing is returned unless all are valid.
    */
   validate(
@@ -129,9 +148,11 @@ export class MachineRegistry {
         if (early.length > 0) return;
         input = parsed.data;
       }
+      const over = limitProblems(input.data, this.limits, at);
+      problems.push(...over);
       const r = this.resolve(input, source, at);
       if ('problem' in r) problems.push(r.problem);
-      else {
+      else if (over.length === 0) {
         inputs.push(input);
         events.push(r.event);
       }

@@ -1,9 +1,42 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { SOURCE_PATTERN, type Outcome } from '../domain/index.ts';
 
-/** Outcome labels counted per event. */
-export type CountedOutcome = 'applied' | 'stale' | 'duplicate' | 'rejected' | 'anomaly' | 'invalid';
+/** Outcome labels counted per event: the apply outcomes, plus anomalies and bad jobs. */
+export type CountedOutcome = Outcome | 'anomaly' | 'invalid';
 
-/** Prometheus metrics of one process. Each process owns a registry (no global state). */
+/** The label value that stands for every value a label does not keep. */
+export const OTHER_LABEL = 'other';
+
+/** Distinct sources one process keeps as label values; later ones are counted as `other`. */
+export const MAX_SOURCE_LABELS = 100;
+
+// A Record, so that a new outcome fails to compile here instead of being counted as `other`.
+const COUNTED: Record<CountedOutcome, true> = {
+  applied: true,
+  stale: true,
+  duplicate: true,
+  rejected: true,
+  anomaly: true,
+  invalid: true,
+};
+
+/** Options of {@link Metrics}. */
+export interface MetricsOptions {
+  /** Collect prom-client's process metrics. @defaultValue true */
+  defaults?: boolean;
+  /** The machines served: the only machine label values besides `other` (and `''` for bad jobs). */
+  machines?: Iterable<string>;
+  /** @defaultValue {@link MAX_SOURCE_LABELS} */
+  maxSources?: number;
+}
+
+/**
+ * Prometheus metrics of one process. Each process owns a registry (no global state).
+ *
+ * Event counters are bumped through {@link Metrics.countReceived} and {@link Metrics.countOutcome},
+ * which keep every label to a bounded set: jobs put on the queue directly carry whatever source
+ * and machine their producer wrote, and each distinct label value is a series kept forever.
+ */
 export class Metrics {
   readonly registry = new Registry();
   readonly received: Counter<'machine' | 'source'>;
@@ -12,8 +45,13 @@ export class Metrics {
   readonly applySeconds: Histogram;
   readonly queueDepth: Gauge<'queue' | 'state'>;
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
+  private readonly machines: ReadonlySet<string>;
+  private readonly sources = new Set<string>();
+  private readonly maxSources: number;
 
-  constructor(options: { defaults?: boolean } = {}) {
+  constructor(options: MetricsOptions = {}) {
+    this.machines = new Set(options.machines ?? []);
+    this.maxSources = options.maxSources ?? MAX_SOURCE_LABELS;
     if (options.defaults !== false) collectDefaultMetrics({ register: this.registry, prefix: 'promosync_' });
     this.received = new Counter({
       name: 'promosync_events_received_total',
@@ -51,5 +89,38 @@ export class Metrics {
       labelNames: ['method', 'route', 'status'],
       registers: [this.registry],
     });
+  }
+
+  /** Counts `n` events accepted by the API. */
+  countReceived(machine: string, source: string, n = 1): void {
+    this.received.inc({ machine: this.machineLabel(machine), source: this.sourceLabel(source) }, n);
+  }
+
+  /** Counts `n` events (or bad jobs, with machine `''`) by outcome. */
+  countOutcome(machine: string, source: string, outcome: CountedOutcome, n = 1): void {
+    this.outcomes.inc(
+      {
+        machine: machine === '' ? '' : this.machineLabel(machine),
+        source: this.sourceLabel(source),
+        outcome: Object.hasOwn(COUNTED, outcome) ? outcome : OTHER_LABEL,
+      },
+      n,
+    );
+  }
+
+  /** A served machine's name, else `other`. */
+  machineLabel(machine: string): string {
+    return this.machines.has(machine) ? machine : OTHER_LABEL;
+  }
+
+  /**
+   * A source as a label: a valid source name among the first {@link MetricsOptions.maxSources}
+   * distinct ones this process saw, else `other`.
+   */
+  sourceLabel(source: string): string {
+    if (this.sources.has(source)) return source;
+    if (this.sources.size >= this.maxSources || !SOURCE_PATTERN.test(source)) return OTHER_LABEL;
+    this.sources.add(source);
+    return source;
   }
 }

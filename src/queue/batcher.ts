@@ -1,10 +1,12 @@
+import { DEFAULTS } from '../config.ts';
+
 /** Options of a {@link Batcher}. */
 export interface BatcherOptions<I, O> {
-  /** Flush once the pending units hold at least this many items. @defaultValue 2000 */
+  /** Flush once the pending units hold at least this many items. @defaultValue `DEFAULTS.batchMaxEvents` (2000) */
   maxItems?: number;
-  /** …or this many milliseconds after the first pending unit arrived. @defaultValue 5 */
+  /** …or this many milliseconds after the first pending unit arrived. @defaultValue `DEFAULTS.batchFlushMs` (5) */
   flushMs?: number;
-  /** Flushes running at once; more pending work waits and grows the next batch. @defaultValue 2 */
+  /** Flushes running at once; more pending work waits and grows the next batch. @defaultValue `DEFAULTS.batchMaxInFlight` (1) */
   maxInFlight?: number;
   /** Runs one batch; must return one output per input, in order. */
   run: (items: I[]) => Promise<O[]>;
@@ -35,9 +37,9 @@ export class Batcher<I, O> {
   private closed = false;
 
   constructor(private readonly opts: BatcherOptions<I, O>) {
-    this.maxItems = opts.maxItems ?? 2000;
-    this.flushMs = opts.flushMs ?? 5;
-    this.maxInFlight = opts.maxInFlight ?? 2;
+    this.maxItems = opts.maxItems ?? DEFAULTS.batchMaxEvents;
+    this.flushMs = opts.flushMs ?? DEFAULTS.batchFlushMs;
+    this.maxInFlight = opts.maxInFlight ?? DEFAULTS.batchMaxInFlight;
   }
 
   /** Queues `items` for the next flush and resolves with their outputs. */

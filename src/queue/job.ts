@@ -1,9 +1,6 @@
 import type { Outcome } from '../domain/index.ts';
 import { PromosyncError } from '../domain/index.ts';
-import { sourceSchema, splitBody } from '../domain/index.ts';
-
-/** The BullMQ queue promosync consumes (SPEC §5). */
-export const DEFAULT_QUEUE_NAME = 'status-events';
+import { sourceSchema, splitBody, type SplitBody } from '../domain/index.ts';
 
 /** Job data: one event or `{ events: [...] }`, plus the producer's `source`. */
 export type JobData = Record<string, unknown> & { source: string };
@@ -27,12 +24,18 @@ export interface JobResult {
 /** Job data keys that are not part of the event contract. */
 const ENVELOPE_KEYS = new Set(['source', 'wait']);
 
+/** Job data split into the producer's source, the raw events and whether results were asked for. */
+export interface JobEnvelope extends SplitBody {
+  source: string;
+  wait: boolean;
+}
+
 /**
  * Splits job data into the producer's source, the raw events and whether per-event
  * results were asked for.
  * @throws PromosyncError `invalid_event` when the envelope is malformed.
  */
-export function readJobData(data: unknown): { source: string; raw: unknown[]; wait: boolean } {
+export function readJobData(data: unknown): JobEnvelope {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
     throw new PromosyncError('invalid_event', 'job data must be an object', {
       problems: [{ path: '(job)', message: 'expected one event or { events: [...] } with a source' }],
@@ -52,5 +55,5 @@ export function readJobData(data: unknown): { source: string; raw: unknown[]; wa
     if (k === '__proto__') Object.defineProperty(body, k, { value: record[k], enumerable: true });
     else body[k] = record[k];
   }
-  return { source: source.data, raw: splitBody(body), wait: record.wait === true };
+  return { source: source.data, ...splitBody(body), wait: record.wait === true };
 }

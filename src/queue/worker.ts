@@ -6,7 +6,8 @@ import type { Outcome } from '../domain/index.ts';
 import type { MachineRegistry } from '../domain/index.ts';
 import type { AppliedEvent, BatchEvent } from '../store/index.ts';
 import { isDataError, isTransient } from '../store/index.ts';
-import type { Metrics } from '../observability/index.ts';
+import type { CountedOutcome, Metrics } from '../observability/index.ts';
+import { DEFAULTS } from '../config.ts';
 import { Batcher } from './batcher.ts';
 import { readJobData, type EventResult, type JobResult } from './job.ts';
 
@@ -22,42 +23,39 @@ export interface EventWorkerOptions {
   applier: BatchApplier;
   logger: Logger;
   metrics?: Metrics;
-  /** Jobs processed at once. @defaultValue 64 */
+  /** Jobs processed at once. @defaultValue `DEFAULTS.workerConcurrency` (64) */
   concurrency?: number;
-  /** @defaultValue 2000 */
+  /** Flush a batch at this many events. @defaultValue `DEFAULTS.batchMaxEvents` (2000) */
   batchMaxEvents?: number;
-  /** @defaultValue 5 */
+  /** …or this many ms after its first event. @defaultValue `DEFAULTS.batchFlushMs` (5) */
   batchFlushMs?: number;
   /**
-   * Apply statements running at once; work that arrives meanwhile grows the next batch. Two
-   * statements that create the same new entity at once make one abort and run again (see
-   * APPLY_SQL), which on shuffled input cost more than the overlap gained: one at a time
-   * measured twice the throughput of two (docs/performance.md).
-   * @defaultValue 1
+   * Apply statements running at once per lane; work that arrives meanwhile grows the next batch.
+   * @defaultValue `DEFAULTS.batchMaxInFlight` (1), which says why
    */
   batchMaxInFlight?: number;
   /**
    * Lanes: each entity belongs to one lane (by a hash of its id), each lane folds and applies
    * its own batches. Lanes never share an entity, so their statements never collide on a new
    * row, and several lanes keep several Postgres backends busy at once.
-   * @defaultValue 1 (the `BATCH_LANES` setting defaults to 2)
+   * @defaultValue `DEFAULTS.batchLanes` (2)
    */
   lanes?: number;
-  /** Longest delay between two tries while the database is unreachable. @defaultValue 30000 */
+  /** Longest delay between two tries while the database is unreachable. @defaultValue `DEFAULTS.maxRetryDelayMs` (30000) */
   maxRetryDelayMs?: number;
   /**
    * How long this worker's lock on a job lasts unless renewed (it renews at half that). A job
    * whose worker died is taken up again once its lock expired and a stalled check ran.
-   * @defaultValue 30000
+   * @defaultValue `DEFAULTS.workerLockDurationMs` (30000)
    */
   lockDurationMs?: number;
-  /** How often to look for stalled jobs (their worker died) and queue them again. @defaultValue 30000 */
+  /** How often to look for stalled jobs (their worker died) and queue them again. @defaultValue `DEFAULTS.workerStalledIntervalMs` (30000) */
   stalledIntervalMs?: number;
   /**
    * Times a job may stall before BullMQ fails it for good. Applying a job again is harmless
    * (idempotent, order-free), so this only needs to stop a job that keeps killing its worker;
    * BullMQ's own default of 1 would fail a job whose worker was killed twice.
-   * @defaultValue 10
+   * @defaultValue `DEFAULTS.workerMaxStalledCount` (10)
    */
   maxStalledCount?: number;
 }
@@ -74,12 +72,12 @@ export class EventWorker {
 
   constructor(private readonly opts: EventWorkerOptions) {
     this.lanes = Array.from(
-      { length: Math.max(1, opts.lanes ?? 1) },
+      { length: Math.max(1, opts.lanes ?? DEFAULTS.batchLanes) },
       () =>
         new Batcher<BatchEvent, AppliedEvent>({
-          maxItems: opts.batchMaxEvents ?? 2000,
-          flushMs: opts.batchFlushMs ?? 5,
-          maxInFlight: opts.batchMaxInFlight ?? 1,
+          maxItems: opts.batchMaxEvents,
+          flushMs: opts.batchFlushMs,
+          maxInFlight: opts.batchMaxInFlight,
           run: (items) => this.applyTimed(items),
           isolate: (err) => !isTransient(err),
         }),
@@ -124,11 +122,11 @@ export class EventWorker {
     const { connection, queueName, concurrency } = this.opts;
     this.worker = new Worker(queueName, (job, token) => this.process(job, token), {
       connection,
-      concurrency: concurrency ?? 64,
+      concurrency: concurrency ?? DEFAULTS.workerConcurrency,
       autorun: true,
-      lockDuration: this.opts.lockDurationMs ?? 30_000,
-      stalledInterval: this.opts.stalledIntervalMs ?? 30_000,
-      maxStalledCount: this.opts.maxStalledCount ?? 10,
+      lockDuration: this.opts.lockDurationMs ?? DEFAULTS.workerLockDurationMs,
+      stalledInterval: this.opts.stalledIntervalMs ?? DEFAULTS.workerStalledIntervalMs,
+      maxStalledCount: this.opts.maxStalledCount ?? DEFAULTS.workerMaxStalledCount,
     });
     this.worker.on('error', (err) => this.opts.logger.error({ err }, 'worker error'));
     this.worker.on('failed', (job, err) => {
@@ -145,36 +143,50 @@ export class EventWorker {
   private async process(job: Job, token: string | undefined): Promise<JobResult> {
     // A child logger per job costs more than a small job's processing: make it only to log.
     let child: Logger | undefined;
-    const log = (): Logger => (child ??= this.opts.logger.child({ jobId: job.id }));
-    let batch: BatchEvent[];
-    let wait: boolean;
-    try {
-      const parsed = readJobData(job.data);
-      wait = parsed.wait;
-      const indexed = parsed.raw.length > 1;
-      const { events } = this.opts.registry.validate(parsed.raw, parsed.source, indexed);
-      batch = events.map((event) => ({ event, jobId: job.id ?? null }));
-    } catch (err) {
-      if (err instanceof PromosyncError) {
-        log().warn({ code: err.code, problems: err.problems }, 'rejected a bad job');
-        this.opts.metrics?.outcomes.inc({
-          machine: '',
-          source: String((job.data as { source?: unknown })?.source ?? ''),
-          outcome: 'invalid',
-        });
-        throw new UnrecoverableError(`${err.message}: ${JSON.stringify(err.problems)}`);
-      }
-      throw err;
-    }
+    const log: JobLog = () => (child ??= this.opts.logger.child({ jobId: job.id }));
+    const { batch, wait } = this.readJob(job, log);
+    const applied = await this.applyOrDefer(job, token, batch, log);
+    this.countOutcomes(batch, applied, log);
+    const result = jobResult(batch, applied, wait);
+    if (this.opts.logger.isLevelEnabled('debug')) log().debug({ counts: result.counts }, 'job applied');
+    return result;
+  }
 
-    let applied: AppliedEvent[];
+  /**
+   * The job's envelope and events, validated like the API validates a request.
+   * @throws UnrecoverableError for a bad job: retrying cannot make it valid.
+   */
+  private readJob(job: Job, log: JobLog): { batch: BatchEvent[]; wait: boolean } {
     try {
-      applied = await this.applyInLanes(batch);
+      const envelope = readJobData(job.data);
+      const { events } = this.opts.registry.validate(envelope.raw, envelope.source, envelope.indexed);
+      return { batch: events.map((event) => ({ event, jobId: job.id ?? null })), wait: envelope.wait };
+    } catch (err) {
+      if (!(err instanceof PromosyncError)) throw err;
+      log().warn({ code: err.code, problems: err.problems }, 'rejected a bad job');
+      const source = (job.data as { source?: unknown } | null)?.source;
+      // A bad job counts once, under no machine; its source only if it is a valid one.
+      this.opts.metrics?.countOutcome('', typeof source === 'string' ? source : '', 'invalid');
+      throw new UnrecoverableError(`${err.message}: ${JSON.stringify(err.problems)}`);
+    }
+  }
+
+  /**
+   * Applies the job's events. While the database is unreachable the job is delayed with backoff
+   * without spending an attempt; data the database refuses fails the job for good.
+   */
+  private async applyOrDefer(
+    job: Job,
+    token: string | undefined,
+    batch: BatchEvent[],
+    log: JobLog,
+  ): Promise<AppliedEvent[]> {
+    try {
+      return await this.applyInLanes(batch);
     } catch (err) {
       if (isTransient(err) && token !== undefined) {
-        // Postgres is away: come back later without spending an attempt.
         const delay = Math.min(
-          this.opts.maxRetryDelayMs ?? 30_000,
+          this.opts.maxRetryDelayMs ?? DEFAULTS.maxRetryDelayMs,
           250 * 2 ** Math.min(job.attemptsStarted, 7),
         );
         log().warn({ err: String(err), delay }, 'database unavailable, job delayed');
@@ -190,12 +202,12 @@ export class EventWorker {
       }
       throw err;
     }
+  }
 
-    const counts: Partial<Record<Outcome, number>> = {};
-    const results: EventResult[] = [];
-    // Metrics are counted per label set and added once per job, not once per event.
-    const tally = new Map<string, { machine: string; source: string; outcome: string; n: number }>();
-    const count = (machine: string, source: string, outcome: string): void => {
+  /** Counts the outcomes (per label set, added once per job, not once per event) and logs anomalies. */
+  private countOutcomes(batch: BatchEvent[], applied: AppliedEvent[], log: JobLog): void {
+    const tally = new Map<string, { machine: string; source: string; outcome: CountedOutcome; n: number }>();
+    const count = (machine: string, source: string, outcome: CountedOutcome): void => {
       const k = `${machine}\u0000${source}\u0000${outcome}`;
       const t = tally.get(k);
       if (t) t.n += 1;
@@ -203,7 +215,6 @@ export class EventWorker {
     };
     applied.forEach((a, i) => {
       const e = batch[i]!.event;
-      counts[a.outcome] = (counts[a.outcome] ?? 0) + 1;
       count(e.machine, e.source, a.outcome);
       if (a.anomaly) {
         count(e.machine, e.source, 'anomaly');
@@ -212,21 +223,9 @@ export class EventWorker {
           'anomaly: applied a move the machine does not allow',
         );
       }
-      if (wait)
-        results.push({
-          eventId: e.eventId,
-          entityId: e.entityId,
-          outcome: a.outcome,
-          anomaly: a.anomaly,
-          state: a.status,
-        });
     });
-    const outcomes = this.opts.metrics?.outcomes;
-    if (outcomes)
-      for (const t of tally.values())
-        outcomes.inc({ machine: t.machine, source: t.source, outcome: t.outcome }, t.n);
-    if (this.opts.logger.isLevelEnabled('debug')) log().debug({ counts }, 'job applied');
-    return wait ? { counts, results } : { counts };
+    const metrics = this.opts.metrics;
+    if (metrics) for (const t of tally.values()) metrics.countOutcome(t.machine, t.source, t.outcome, t.n);
   }
 
   /** Stops taking jobs, finishes the ones in flight (their batches included) and closes. */
@@ -234,6 +233,27 @@ export class EventWorker {
     await this.worker?.close();
     await Promise.all(this.lanes.map((lane) => lane.close()));
   }
+}
+
+/** The job's logger, made on first use. */
+type JobLog = () => Logger;
+
+/** A job's return value: counts by outcome, and one result per event when the producer waits. */
+function jobResult(batch: BatchEvent[], applied: AppliedEvent[], wait: boolean): JobResult {
+  const counts: Partial<Record<Outcome, number>> = {};
+  for (const a of applied) counts[a.outcome] = (counts[a.outcome] ?? 0) + 1;
+  if (!wait) return { counts };
+  const results: EventResult[] = applied.map((a, i) => {
+    const e = batch[i]!.event;
+    return {
+      eventId: e.eventId,
+      entityId: e.entityId,
+      outcome: a.outcome,
+      anomaly: a.anomaly,
+      state: a.status,
+    };
+  });
+  return { counts, results };
 }
 
 /** The lane of an entity: FNV-1a of its machine and id, so every process agrees. */

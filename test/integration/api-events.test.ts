@@ -1,6 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import pino from 'pino';
+import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { startHarness, type Harness } from '../helpers/harness.ts';
+import { REDIS_URL, uniqueQueueName } from '../helpers/db.ts';
+import { loadConfig } from '../../src/config.ts';
+import { startService } from '../../src/service.ts';
+import { createRedis } from '../../src/queue/index.ts';
 import { deliveryArb, historyArb, renamed } from '../helpers/histories.ts';
 import { applyInOrder, comparable } from '../helpers/expected.ts';
 import { createKey } from '../../src/store/keys.ts';
@@ -418,6 +424,70 @@ describe('events over REST', () => {
         ['applied', false],
       ]);
       expect(await entity('anom-2')).toMatchObject({ status: 'COMPLETED', anomalies: 0 });
+    });
+  });
+
+  describe('?wait=true when the answer does not come', () => {
+    /** An API on the harness's database whose queue no promosync worker consumes. */
+    async function apiAlone() {
+      const queueName = uniqueQueueName('wait');
+      const config = loadConfig({
+        DATABASE_URL: h.databaseUrl,
+        REDIS_URL,
+        QUEUE_NAME: queueName,
+        PORT: '0',
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'silent',
+      });
+      const api = await startService({ config, api: true, worker: false, logger: pino({ level: 'silent' }) });
+      const redis = createRedis(REDIS_URL);
+      const queue = new Queue(queueName, { connection: redis });
+      const post = (timeoutMs: number) =>
+        fetch(`http://127.0.0.1:${api.port}/v1/events?wait=true&timeoutMs=${timeoutMs}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${h.keys.producer}`, 'content-type': 'application/json' },
+          body: JSON.stringify(promo('wait-1', 'create')),
+        });
+      const close = async () => {
+        await api.close();
+        await queue.obliterate({ force: true });
+        await queue.close();
+        redis.disconnect();
+      };
+      return { queueName, redis, queue, post, close };
+    }
+
+    it('answers 202 pending when the job is still queued after timeoutMs', async () => {
+      const a = await apiAlone();
+      try {
+        const res = await a.post(200);
+        expect(res.status).toBe(202);
+        const body = (await res.json()) as { accepted: number; jobId: string; pending: boolean };
+        expect(body).toMatchObject({ accepted: 1, pending: true });
+        expect(await (await a.queue.getJob(body.jobId))!.getState()).toBe('waiting');
+      } finally {
+        await a.close();
+      }
+    });
+
+    it('does not call a job that failed pending, whatever its failure says', async () => {
+      const a = await apiAlone();
+      // A stand-in consumer that fails every job for good, with a reason that reads like a timeout.
+      const worker = new Worker(
+        a.queueName,
+        async () => {
+          throw new UnrecoverableError('statement timeout: the job timed out');
+        },
+        { connection: a.redis.duplicate({ maxRetriesPerRequest: null }) },
+      );
+      try {
+        const res = await a.post(60_000);
+        expect(res.status).not.toBe(202);
+        expect(res.status).toBeGreaterThanOrEqual(500);
+      } finally {
+        await worker.close();
+        await a.close();
+      }
     });
   });
 });

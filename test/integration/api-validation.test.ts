@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Queue } from 'bullmq';
 import { startHarness, type Harness } from '../helpers/harness.ts';
+import { REDIS_URL } from '../helpers/db.ts';
+import { createRedis } from '../../src/queue/index.ts';
 
 /** SPEC §4: every kind of bad input is refused with a clear reason and changes nothing. */
 
@@ -337,6 +340,43 @@ describe('bad input over REST', () => {
     });
   });
 
+  describe('attribute limits (EVENT_MAX_FIELDS, EVENT_MAX_FIELD_NAME_LENGTH)', () => {
+    const fields = (n: number, prefix = 'f') =>
+      Object.fromEntries(Array.from({ length: n }, (_, i) => [`${prefix}${i}`, i]));
+
+    it('data with more than 100 fields is refused, saying how many are allowed', async () => {
+      const problem = await expectRefused(() => post(event({ data: fields(101) })), {
+        status: 400,
+        code: 'invalid_event',
+        problems: [{ path: 'data' }],
+      });
+      expect(problem.errors!.find((p) => p.path === 'data')!.message).toMatch(/101 fields.*at most 100/);
+    });
+
+    it('data with exactly 100 fields is accepted', async () => {
+      const res = await post(event({ entityId: 'limits-100', eventId: 'limits-100', data: fields(100) }));
+      expect(res.status).toBe(202);
+    });
+
+    it('a data field name longer than 64 characters is refused, naming the field and the limit', async () => {
+      const name = `n${'x'.repeat(64)}`;
+      const problem = await expectRefused(() => post(event({ data: { [name]: 1 } })), {
+        status: 400,
+        code: 'invalid_event',
+        problems: [{ path: `data.${name}` }],
+      });
+      expect(problem.errors!.find((p) => p.path === `data.${name}`)!.message).toMatch(
+        /at most 64 characters/,
+      );
+    });
+
+    it('a data field name of 64 characters is accepted', async () => {
+      const name = `n${'x'.repeat(63)}`;
+      const res = await post(event({ entityId: 'limits-64', eventId: 'limits-64', data: { [name]: 1 } }));
+      expect(res.status).toBe(202);
+    });
+  });
+
   describe('the body', () => {
     it('malformed JSON is refused as invalid_json', async () => {
       await expectRefused(() => postRaw('{"machine":"promotion",'), {
@@ -572,5 +612,60 @@ describe('bad input over REST', () => {
         problems: [{ path: 'limit' }],
       });
     });
+  });
+});
+
+describe('attribute limits set lower', () => {
+  let h: Harness;
+
+  beforeAll(async () => {
+    h = await startHarness({ env: { EVENT_MAX_FIELDS: '3', EVENT_MAX_FIELD_NAME_LENGTH: '8' } });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  const post = (data: Record<string, unknown>, entityId = 'low-1') =>
+    h.request('/v1/events', { method: 'POST', json: { ...valid, entityId, eventId: entityId, data } });
+
+  it('the API refuses data over the configured limits and accepts data within them', async () => {
+    const before = await h.state();
+    const tooMany = await post({ a: 1, b: 2, c: 3, d: 4 });
+    expect(tooMany.status).toBe(400);
+    expect(((await tooMany.json()) as Problem).errors).toEqual([
+      expect.objectContaining({ path: 'data', message: expect.stringMatching(/4 fields.*at most 3/) }),
+    ]);
+    const tooLong = await post({ abcdefghi: 1 });
+    expect(tooLong.status).toBe(400);
+    expect(((await tooLong.json()) as Problem).errors).toEqual([
+      expect.objectContaining({
+        path: 'data.abcdefghi',
+        message: expect.stringMatching(/at most 8 characters/),
+      }),
+    ]);
+    expect(await h.state()).toEqual(before);
+    expect((await post({ abcdefgh: 1, b: 2, c: 3 }, 'low-ok')).status).toBe(202);
+  });
+
+  it('a job put on the queue directly over the limits fails at once, without retries, naming the field', async () => {
+    const redis = createRedis(REDIS_URL);
+    const queue = new Queue(h.queueName, { connection: redis });
+    try {
+      const job = await queue.add(
+        'events',
+        { source: 'direct', ...valid, entityId: 'low-q', data: { a: 1, b: 2, c: 3, d: 4 } },
+        { attempts: 5 },
+      );
+      await h.drain();
+      const failed = (await queue.getJob(job.id!))!;
+      expect(await failed.getState()).toBe('failed');
+      expect(failed.attemptsMade).toBe(1);
+      expect(failed.failedReason).toMatch(/"path":"data".*at most 3/);
+      const res = await h.request('/v1/promotions/low-q', { key: h.keys.admin });
+      expect(res.status).toBe(404);
+    } finally {
+      await queue.close();
+      redis.disconnect();
+    }
   });
 });

@@ -5,7 +5,7 @@ import pino from 'pino';
 import { Applier, type AppliedEvent } from '../../src/store/apply.ts';
 import { mergeEvent, type EntityState, type FieldEntry, type Outcome } from '../../src/domain/merge.ts';
 import { MachineRegistry, type PreparedEvent } from '../../src/domain/registry.ts';
-import { parseEvents, type EventInput } from '../../src/domain/event-schema.ts';
+import type { EventInput } from '../../src/domain/event-schema.ts';
 import { machines } from '../../machines/index.ts';
 import { freshDatabase } from '../helpers/db.ts';
 import { applyInOrder, comparable } from '../helpers/expected.ts';
@@ -656,7 +656,7 @@ describe('the apply statement against Postgres', () => {
         ];
         let inputs: EventInput[];
         try {
-          inputs = parseEvents(raw, true);
+          inputs = registry.validate(raw, SOURCE, true).inputs;
         } catch {
           return; // rejected at the edge: fine
         }

@@ -5,10 +5,10 @@ import path from 'node:path';
 import pino from 'pino';
 import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.ts';
+import { DEFAULTS, loadConfig } from '../../src/config.ts';
 import { launch, type Launched } from '../../src/cli/serve.ts';
 import { freePort, isAlive } from '../../src/runtime/index.ts';
-import { createRedis, DEFAULT_QUEUE_NAME } from '../../src/queue/index.ts';
+import { createRedis } from '../../src/queue/index.ts';
 import { freshDatabase, uniqueQueueName } from '../helpers/db.ts';
 import { runCli } from '../helpers/cli.ts';
 
@@ -135,7 +135,7 @@ describe('start with nothing configured', () => {
     expect(deleted).toMatchObject({ status: 'DELETED' });
     // The queue survived too (append-only file): the jobs of the first run are still recorded.
     const redis = createRedis(second.backends!.redisUrl);
-    const queue = new Queue(DEFAULT_QUEUE_NAME, { connection: redis });
+    const queue = new Queue(DEFAULTS.queueName, { connection: redis });
     try {
       expect(await queue.getCompletedCount()).toBeGreaterThanOrEqual(2);
     } finally {

@@ -42,8 +42,7 @@ describe('fuzzing POST /v1/events', () => {
   /** Whether the contract accepts a parsed body, for the producer key (source test-src, all machines). */
   const valid = (body: unknown): { ok: true; events: Array<{ entityId: string }> } | { ok: false } => {
     try {
-      const raw = splitBody(body);
-      const indexed = raw.length > 1 || (typeof body === 'object' && body !== null && 'events' in body);
+      const { raw, indexed } = splitBody(body);
       const { inputs } = h.service.registry.validate(raw, 'test-src', indexed);
       return { ok: true, events: inputs };
     } catch {

@@ -54,4 +54,54 @@ describe('a worker-only process with METRICS_PORT', () => {
     expect(await ready.json()).toMatchObject({ checks: { postgres: { ok: true }, redis: { ok: true } } });
     expect((await fetch(`${base}/v1/events`, { method: 'POST' })).status).toBe(404);
   });
+
+  it('keeps /metrics small, its labels known, whatever sources and machines jobs carry', async () => {
+    const base = `http://127.0.0.1:${worker.metricsPort}`;
+    const event = (i: number) => ({ machine: 'promotion', entityId: `lbl-${i}`, type: 'create' });
+    const jobs = [
+      // Sources too long or not identifiers: bad jobs.
+      ...Array.from({ length: 300 }, (_, i) => ({ source: `${'s'.repeat(2000)}-${i}`, ...event(i) })),
+      ...Array.from({ length: 50 }, (_, i) => ({ source: `bad source "${i}"\n`, ...event(i) })),
+      ...Array.from({ length: 20 }, (_, i) => ({ source: 123 + i, ...event(i) })),
+      // Machines nobody serves: bad jobs too.
+      ...Array.from({ length: 30 }, (_, i) => ({
+        source: 'direct',
+        ...event(i),
+        machine: `m-${'x'.repeat(500)}-${i}`,
+      })),
+      // Valid, but more distinct sources than a process keeps as labels.
+      ...Array.from({ length: 150 }, (_, i) => ({ source: `src-${i}`, ...event(1000 + i) })),
+    ];
+    await queue.addBulk(jobs.map((data) => ({ name: 'events', data })));
+    await expect
+      .poll(
+        async () => {
+          const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+          return Object.values(c).reduce((a, b) => a + b, 0);
+        },
+        { timeout: 60_000, interval: 200 },
+      )
+      .toBe(0);
+    // The bad jobs failed at once, without retries.
+    expect(await queue.getFailedCount()).toBe(400);
+
+    const text = await (await fetch(`${base}/metrics`)).text();
+    expect(text.length).toBeLessThan(64 * 1024);
+    const samples = text.split('\n').filter((l) => l.startsWith('promosync_events_total{'));
+    const label = (line: string, name: string) => new RegExp(`${name}="([^"]*)"`).exec(line)?.[1];
+    const sources = new Set(samples.map((l) => label(l, 'source')));
+    const machines = new Set(samples.map((l) => label(l, 'machine')));
+    expect(sources.size).toBeLessThanOrEqual(101);
+    expect(sources).toContain('other');
+    for (const s of sources) expect(s).toMatch(/^[A-Za-z0-9._:-]{1,64}$/);
+    for (const m of machines) expect(['', 'promotion', 'campaign', 'other']).toContain(m);
+    for (const l of text.split('\n')) expect(l.length, l.slice(0, 120)).toBeLessThan(512);
+    // Nothing is lost by bounding: every event and every bad job is still counted.
+    const total = (outcome: string) =>
+      samples
+        .filter((l) => label(l, 'outcome') === outcome)
+        .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    expect(total('invalid')).toBe(400);
+    expect(total('applied') + total('stale')).toBe(150 + 2);
+  });
 });

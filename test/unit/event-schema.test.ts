@@ -3,7 +3,6 @@ import { createMachine } from 'xstate';
 import {
   MAX_DATA_BYTES,
   MAX_EVENTS_PER_REQUEST,
-  parseEvents,
   splitBody,
   type EventInput,
 } from '../../src/domain/event-schema.ts';
@@ -12,6 +11,12 @@ import { MachineRegistry } from '../../src/domain/registry.ts';
 import { orderingKey } from '../../src/domain/ordering.ts';
 import { readJobData } from '../../src/queue/job.ts';
 import { promotionMachine } from '../../machines/promotion.ts';
+import { machines } from '../../machines/index.ts';
+
+/** The one validation path the API and the worker use: contract and machine checks at once. */
+const served = MachineRegistry.from(machines);
+const parseEvents = (raw: unknown[], indexed: boolean): EventInput[] =>
+  served.validate(raw, 'src', indexed).inputs;
 
 const valid = {
   machine: 'promotion',
@@ -216,13 +221,14 @@ describe('the event contract', () => {
 });
 
 describe('request bodies', () => {
-  it('one event object is a batch of one', () => {
-    expect(splitBody(valid)).toEqual([valid]);
+  it('one event object is a batch of one, whose problems carry no index', () => {
+    expect(splitBody(valid)).toEqual({ raw: [valid], indexed: false });
   });
 
-  it('{ events: [...] } is split into its events, still unparsed', () => {
+  it('{ events: [...] } is split into its events, still unparsed, whose problems carry their index', () => {
     const raw = [valid, { anything: true }];
-    expect(splitBody({ events: raw })).toEqual(raw);
+    expect(splitBody({ events: raw })).toEqual({ raw, indexed: true });
+    expect(splitBody({ events: [valid] })).toEqual({ raw: [valid], indexed: true });
   });
 
   it('an empty events array is rejected', () => {
@@ -232,9 +238,9 @@ describe('request bodies', () => {
   });
 
   it('exactly 1000 events are accepted', () => {
-    expect(splitBody({ events: Array.from({ length: MAX_EVENTS_PER_REQUEST }, () => valid) })).toHaveLength(
-      1000,
-    );
+    expect(
+      splitBody({ events: Array.from({ length: MAX_EVENTS_PER_REQUEST }, () => valid) }).raw,
+    ).toHaveLength(1000);
   });
 
   it('more than 1000 events are rejected with code too_many_events', () => {
@@ -341,7 +347,15 @@ describe('job envelopes', () => {
     const body = job.raw[0] as Record<string, unknown>;
     expect(Object.getPrototypeOf(body)).toBe(Object.prototype);
     expect(Object.keys(body)).toEqual(['machine', 'entityId', 'type', '__proto__']);
-    const err = thrown(() => parseEvents(job.raw, false));
+    const err = thrown(() => parseEvents(job.raw, job.indexed));
     expect(err.problems.map((p) => p.path)).toContain('__proto__');
+  });
+
+  it('index the problems of a list of one event, as the API does', () => {
+    const job = readJobData({ source: 's', events: [{ ...valid, entityId: '' }] });
+    const err = thrown(() => parseEvents(job.raw, job.indexed));
+    expect(err.problems).toEqual([expect.objectContaining({ index: 0, path: 'entityId' })]);
+    const one = readJobData({ source: 's', ...valid, entityId: '' });
+    expect(thrown(() => parseEvents(one.raw, one.indexed)).problems[0]).not.toHaveProperty('index');
   });
 });

@@ -2,7 +2,7 @@ import express, { Router, type NextFunction, type Request, type Response } from 
 import { splitBody } from '../../domain/index.ts';
 import { PromosyncError } from '../../domain/index.ts';
 import type { MachineRegistry } from '../../domain/index.ts';
-import type { EventQueue } from '../../queue/index.ts';
+import { WaitTimeoutError, type EventQueue } from '../../queue/index.ts';
 import type { Metrics } from '../../observability/index.ts';
 import { authenticate, mayUseMachine, principalOf, type KeyVerifier } from '../auth.ts';
 import { parseQuery } from '../validate.ts';
@@ -43,9 +43,7 @@ export function eventsRouter(deps: {
       const query = parseQuery(postQuery, req.query);
       const p = principalOf(req);
       const source = p.role === 'producer' ? p.source! : 'admin';
-      const raw = splitBody(req.body);
-      const indexed =
-        raw.length > 1 || (typeof req.body === 'object' && req.body !== null && 'events' in req.body);
+      const { raw, indexed } = splitBody(req.body);
       const { inputs: events } = deps.registry.validate(raw, source, indexed);
       const denied = [...new Set(events.map((e) => e.machine))].filter((m) => !mayUseMachine(p, m));
       if (denied.length > 0) {
@@ -56,7 +54,7 @@ export function eventsRouter(deps: {
       if (deps.metrics) {
         const perMachine = new Map<string, number>();
         for (const e of events) perMachine.set(e.machine, (perMachine.get(e.machine) ?? 0) + 1);
-        for (const [machine, n] of perMachine) deps.metrics.received.inc({ machine, source }, n);
+        for (const [machine, n] of perMachine) deps.metrics.countReceived(machine, source, n);
       }
       if (!wait) {
         res.status(202).json({ accepted: events.length, jobId });
@@ -66,7 +64,7 @@ export function eventsRouter(deps: {
         const result = await deps.queue.waitFor(jobId, query.timeoutMs ?? 30_000);
         res.status(200).json({ accepted: events.length, jobId, results: result.results ?? [] });
       } catch (err) {
-        if (err instanceof Error && /timed out|timeout/i.test(err.message)) {
+        if (err instanceof WaitTimeoutError) {
           // Accepted and queued: it will be applied, we just stopped waiting.
           res.status(202).json({ accepted: events.length, jobId, pending: true });
           return;

@@ -1,0 +1,42 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { DEFAULTS, loadConfig } from '../../src/config.ts';
+
+/** The README's configuration table: variable → the default it states (backquotes removed). */
+function readmeDefaults(): Map<string, string> {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const section = readme.slice(readme.indexOf('## Configuration'));
+  const out = new Map<string, string>();
+  for (const m of section.matchAll(/^\| `([A-Z_]+)` \| ([^|]+) \|/gm)) out.set(m[1]!, m[2]!.trim());
+  return out;
+}
+
+describe('configuration defaults', () => {
+  // Each setting with a default in DEFAULTS, by the variable that sets it.
+  const settings = {
+    QUEUE_NAME: 'queueName',
+    WORKER_CONCURRENCY: 'workerConcurrency',
+    BATCH_MAX_EVENTS: 'batchMaxEvents',
+    BATCH_FLUSH_MS: 'batchFlushMs',
+    BATCH_LANES: 'batchLanes',
+    JOB_ATTEMPTS: 'jobAttempts',
+    JOB_BACKOFF_MS: 'jobBackoffMs',
+    WORKER_LOCK_DURATION_MS: 'workerLockDurationMs',
+    WORKER_STALLED_INTERVAL_MS: 'workerStalledIntervalMs',
+    WORKER_MAX_STALLED_COUNT: 'workerMaxStalledCount',
+    EVENT_MAX_FIELDS: 'eventMaxFields',
+    EVENT_MAX_FIELD_NAME_LENGTH: 'eventMaxFieldNameLength',
+  } as const;
+
+  it('an empty environment gets the stated defaults', () => {
+    const config = loadConfig({});
+    for (const key of Object.values(settings)) expect(config[key], key).toBe(DEFAULTS[key]);
+  });
+
+  it("the README's table states the same defaults", () => {
+    const table = readmeDefaults();
+    for (const [variable, key] of Object.entries(settings)) {
+      expect(table.get(variable), variable).toBe(`\`${DEFAULTS[key]}\``);
+    }
+  });
+});
