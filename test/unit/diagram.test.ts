@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createMachine } from 'xstate';
-import { analyzeMachine, renderMachineSvg } from '../../src/domain/index.ts';
+import { renderMachineSvg } from '../../src/diagram/index.ts';
+import { analyzeMachine } from '../../src/domain/index.ts';
 import { machines } from '../../machines/index.ts';
 
 const loopy = createMachine({

@@ -1,5 +1,6 @@
 import { Router, type Request } from 'express';
-import { PromosyncError, renderMachineSvg } from '../../domain/index.ts';
+import { renderMachineSvg } from '../../diagram/index.ts';
+import { PromosyncError } from '../../domain/index.ts';
 import type { MachineInfo, MachineRegistry } from '../../domain/index.ts';
 import { authenticate, type KeyVerifier } from '../auth.ts';
 import { parseQuery } from '../validate.ts';

@@ -1,4 +1,4 @@
-import type { MachineAnalysis } from './analysis-types.ts';
+import type { MachineAnalysis } from '../domain/index.ts';
 import {
   bezierAt,
   LABEL_H,
@@ -10,7 +10,7 @@ import {
   type Edge,
   type Point,
   type Rect,
-} from './diagram-layout.ts';
+} from './layout.ts';
 
 /**
  * Draws a machine as a self-contained SVG: states left to right in layers, each transition
