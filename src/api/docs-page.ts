@@ -1,4 +1,11 @@
-import type { JsonSchema, MediaType, Method, OpenApiDocument, Operation, Parameter } from './openapi.ts';
+import type {
+  JsonSchema,
+  MediaType,
+  Method,
+  OpenApiDocument,
+  Operation,
+  Parameter,
+} from './openapi-types.ts';
 
 // The API documentation page, rendered on the server from the OpenAPI document. Everything
 // (styles included) is inline: the page must work on machines without internet access.
