@@ -7,7 +7,6 @@ import { registerSend } from './send.ts';
 import { registerFailed } from './failed.ts';
 import { registerRebuild } from './rebuild.ts';
 import { registerPurge } from './purge.ts';
-import { registerBench } from './bench.ts';
 
 const program = new Command('promosync')
   .description(
@@ -23,7 +22,6 @@ registerSend(program);
 registerFailed(program);
 registerRebuild(program);
 registerPurge(program);
-registerBench(program);
 
 try {
   await program.parseAsync(process.argv);
