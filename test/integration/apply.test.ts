@@ -44,13 +44,8 @@ class Model {
   }
 }
 
-interface StoredRow {
-  status: string;
-  lastEvent: string;
-  key: bigint;
-  version: number | null;
-  merchantId: string | null;
-  fields: Record<string, FieldEntry>;
+/** A stored row as the model sees it: the entity's state and its anomaly count. */
+interface StoredRow extends EntityState {
   anomalies: number;
 }
 
