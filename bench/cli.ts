@@ -4,7 +4,7 @@ import { runBench, SCENARIOS, type BenchOptions, type ScenarioId } from './run.t
 import { runSoak } from './soak.ts';
 import { ROOT } from './proc.ts';
 
-export const BENCH_USAGE = `Usage: npm run bench -- [options]   (or: promosync bench [options])
+export const BENCH_USAGE = `Usage: npm run bench -- [options]
 
 Runs promosync and the reference designs side by side on one generated input, checks that
 every promosync run converged, prints a table and writes bench/results/<mode>.md and a JSON file.
@@ -118,7 +118,7 @@ export async function main(
   return report.ok ? 0 : 1;
 }
 
-// Run directly (`tsx bench/cli.ts`), not when imported by `promosync bench`.
+// Run directly (`tsx bench/cli.ts`, `npm run bench`), not when imported.
 if (process.argv[1] && path.resolve(process.argv[1]) === path.join(ROOT, 'bench', 'cli.ts')) {
   main(process.argv.slice(2), {
     databaseUrl: process.env.BENCH_DATABASE_URL,

@@ -1,4 +1,5 @@
-// Fails when a relative import cycle exists among the project's modules.
+// Fails when a relative import cycle exists among the project's modules (type-only imports and
+// re-exports included).
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
@@ -17,8 +18,8 @@ roots.forEach(walk);
 const graph = new Map<string, string[]>();
 for (const f of files) {
   const text = readFileSync(f, 'utf8');
-  const deps = [...text.matchAll(/^(?:import|export)[^'"]*?from\s+['"](\.{1,2}\/[^'"]+)['"]/gm)]
-    .filter((m) => !/^import\s+type\b|^export\s+type\b/.test(m[0]))
+  // Type-only imports count too: a circle of types still ties the modules' meaning together.
+  const deps = [...text.matchAll(/^(?:import|export)(?:[^'";]*?from)?\s*['"](\.{1,2}\/[^'"]+)['"]/gm)]
     .map((m) => path.normalize(path.join(path.dirname(f), m[1]!)))
     .filter((p) => files.includes(p));
   graph.set(f, deps);

@@ -1,13 +1,15 @@
-import type { JsonSchema, MediaType, Method, OpenApiDocument, Operation, Parameter } from './openapi.ts';
+import type {
+  JsonSchema,
+  MediaType,
+  Method,
+  OpenApiDocument,
+  Operation,
+  Parameter,
+} from './openapi-types.ts';
+import { escapeHtml } from '../diagram/index.ts';
 
 // The API documentation page, rendered on the server from the OpenAPI document. Everything
 // (styles included) is inline: the page must work on machines without internet access.
-
-const esc = (s: unknown): string =>
-  String(s).replace(
-    /[&<>"']/g,
-    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
-  );
 
 const anchor = (op: Operation): string => `op-${op.operationId.replace(/[^A-Za-z0-9_-]/g, '-')}`;
 
@@ -75,7 +77,7 @@ function constraints(schema: JsonSchema): string[] {
 
 function constraintCell(schema: JsonSchema): string {
   return constraints(schema)
-    .map((c) => `<code>${esc(c)}</code>`)
+    .map((c) => `<code>${escapeHtml(c)}</code>`)
     .join(' ');
 }
 
@@ -83,7 +85,7 @@ function constraintCell(schema: JsonSchema): string {
 function typeCell(schema: JsonSchema): string {
   return typeLabel(schema)
     .split(' | ')
-    .map((t) => `<code>${esc(t)}</code>`)
+    .map((t) => `<code>${escapeHtml(t)}</code>`)
     .join(' | ');
 }
 
@@ -92,10 +94,10 @@ function parametersTable(params: Parameter[]): string {
   const rows = params
     .map(
       (p) => `<tr>
-  <td><code>${esc(p.name)}</code>${p.required ? ' <span class="req">required</span>' : ''}</td>
-  <td>${esc(p.in)}</td>
+  <td><code>${escapeHtml(p.name)}</code>${p.required ? ' <span class="req">required</span>' : ''}</td>
+  <td>${escapeHtml(p.in)}</td>
   <td class="type">${typeCell(p.schema)}</td>
-  <td>${esc(p.description ?? '')} ${constraintCell(p.schema)}</td>
+  <td>${escapeHtml(p.description ?? '')} ${constraintCell(p.schema)}</td>
 </tr>`,
     )
     .join('\n');
@@ -112,9 +114,9 @@ function fieldsTable(doc: OpenApiDocument, name: string, schema: JsonSchema): st
   const rows = Object.entries(props)
     .map(
       ([field, prop]) => `<tr>
-  <td><code>${esc(field)}</code>${required.has(field) ? ' <span class="req">required</span>' : ''}</td>
+  <td><code>${escapeHtml(field)}</code>${required.has(field) ? ' <span class="req">required</span>' : ''}</td>
   <td class="type">${typeCell(prop)}</td>
-  <td>${esc(prop.description ?? '')} ${constraintCell(prop)}</td>
+  <td>${escapeHtml(String(prop.description ?? ''))} ${constraintCell(prop)}</td>
 </tr>`,
     )
     .join('\n');
@@ -122,8 +124,8 @@ function fieldsTable(doc: OpenApiDocument, name: string, schema: JsonSchema): st
   if (s.additionalProperties === false) extra.push('Other fields are rejected.');
   if (typeof s.description === 'string') extra.unshift(s.description);
   const variants = Array.isArray(s.anyOf) ? (s.anyOf as JsonSchema[]).map(variantLine) : [];
-  return `<h5><code>${esc(name)}</code></h5>
-${extra.length > 0 ? `<p>${esc(extra.join(' '))}</p>` : ''}
+  return `<h5><code>${escapeHtml(name)}</code></h5>
+${extra.length > 0 ? `<p>${escapeHtml(extra.join(' '))}</p>` : ''}
 <table><thead><tr><th>Field</th><th>Type</th><th>Description</th></tr></thead><tbody>${rows}</tbody></table>
 ${variants.length > 0 ? `<p>Accepted combinations (one of):</p><ul class="variants">${variants.join('')}</ul>` : ''}`;
 }
@@ -131,9 +133,12 @@ ${variants.length > 0 ? `<p>Accepted combinations (one of):</p><ul class="varian
 /** One alternative of an `anyOf` that narrows some properties, e.g. a machine and its events. */
 function variantLine(v: JsonSchema): string {
   const props = (v.properties ?? {}) as Record<string, JsonSchema>;
-  const parts = Object.entries(props).map(([k, p]) => `<code>${esc(k)}</code> = ${esc(typeLabel(p))}`);
+  const parts = Object.entries(props).map(
+    ([k, p]) => `<code>${escapeHtml(k)}</code> = ${escapeHtml(typeLabel(p))}`,
+  );
   const required = Array.isArray(v.required) ? (v.required as string[]) : [];
-  if (required.length > 0) parts.push(`${required.map((r) => `<code>${esc(r)}</code>`).join(', ')} required`);
+  if (required.length > 0)
+    parts.push(`${required.map((r) => `<code>${escapeHtml(r)}</code>`).join(', ')} required`);
   return `<li>${parts.join('; ')}</li>`;
 }
 
@@ -146,8 +151,8 @@ function requestBody(doc: OpenApiDocument, op: Operation): string {
       const alternatives = (s.oneOf ?? s.anyOf) as JsonSchema[] | undefined;
       const schemas = Array.isArray(alternatives) ? alternatives : [s];
       const tables = schemas.map((alt) => fieldsTable(doc, refName(alt) ?? 'body', alt)).join('\n');
-      return `<h4>Request body <span class="muted">${esc(type)}${body.required ? ', required' : ''}</span></h4>
-${body.description ? `<p>${esc(body.description)}</p>` : ''}
+      return `<h4>Request body <span class="muted">${escapeHtml(type)}${body.required ? ', required' : ''}</span></h4>
+${body.description ? `<p>${escapeHtml(body.description)}</p>` : ''}
 ${tables}
 ${examplesOf(media)}`;
     })
@@ -163,7 +168,7 @@ function examplesOf(media: MediaType): string {
   return list
     .map(
       (e) =>
-        `<p class="ex-title">${esc(e.summary)}</p><pre><code>${esc(JSON.stringify(e.value, null, 2))}</code></pre>`,
+        `<p class="ex-title">${escapeHtml(e.summary)}</p><pre><code>${escapeHtml(JSON.stringify(e.value, null, 2))}</code></pre>`,
     )
     .join('\n');
 }
@@ -177,10 +182,10 @@ function responsesTable(doc: OpenApiDocument, op: Operation): string {
       const content = Object.entries(resolved.content ?? {})
         .map(([type, m]) => {
           const name = refName(m.schema);
-          return `<code>${esc(type)}</code>${name ? ` <code>${esc(name)}</code>` : ''}`;
+          return `<code>${escapeHtml(type)}</code>${name ? ` <code>${escapeHtml(name)}</code>` : ''}`;
         })
         .join(' ');
-      return `<tr><td><span class="status s${esc(status[0])}">${esc(status)}</span></td><td>${esc(resolved.description)}</td><td>${content}</td></tr>`;
+      return `<tr><td><span class="status s${escapeHtml(status.charAt(0))}">${escapeHtml(status)}</span></td><td>${escapeHtml(resolved.description)}</td><td>${content}</td></tr>`;
     })
     .join('\n');
   return `<h4>Responses</h4>
@@ -225,23 +230,23 @@ function authLine(doc: OpenApiDocument, op: Operation): string {
     .map((k) => (k === 'basicAuth' ? 'HTTP Basic (password: the key)' : 'Bearer key'))
     .join(' or ');
   const roles = op['x-roles']
-    ? ` &middot; roles: ${op['x-roles'].map((r) => `<b>${esc(r)}</b>`).join(', ')}`
+    ? ` &middot; roles: ${op['x-roles'].map((r) => `<b>${escapeHtml(r)}</b>`).join(', ')}`
     : '';
-  return `<p class="auth">Auth: ${esc(schemes)}${roles}</p>`;
+  return `<p class="auth">Auth: ${escapeHtml(schemes)}${roles}</p>`;
 }
 
 function operationCard(doc: OpenApiDocument, base: string, e: Entry): string {
   const { method, path, op } = e;
-  return `<article class="op" id="${anchor(op)}" data-method="${method}" data-path="${esc(path)}">
-<h3><span class="method ${method}">${method.toUpperCase()}</span> <code class="path">${esc(path)}</code></h3>
-<p class="summary">${esc(op.summary)}</p>
-${op.description ? `<p>${esc(op.description)}</p>` : ''}
+  return `<article class="op" id="${anchor(op)}" data-method="${method}" data-path="${escapeHtml(path)}">
+<h3><span class="method ${method}">${method.toUpperCase()}</span> <code class="path">${escapeHtml(path)}</code></h3>
+<p class="summary">${escapeHtml(op.summary)}</p>
+${op.description ? `<p>${escapeHtml(op.description)}</p>` : ''}
 ${authLine(doc, op)}
 ${parametersTable(op.parameters ?? [])}
 ${requestBody(doc, op)}
 ${responsesTable(doc, op)}
 <h4>Example</h4>
-<pre class="curl"><code>${esc(curlExample(doc, base, e))}</code></pre>
+<pre class="curl"><code>${escapeHtml(curlExample(doc, base, e))}</code></pre>
 </article>`;
 }
 
@@ -252,7 +257,7 @@ function errorsSection(doc: OpenApiDocument): string {
     )
     .map(
       (p) =>
-        `<tr><td><code>${esc(p.code)}</code></td><td><span class="status s${String(p.status)[0]}">${p.status}</span></td><td>${esc(p.meaning)}</td></tr>`,
+        `<tr><td><code>${escapeHtml(p.code)}</code></td><td><span class="status s${String(p.status)[0]}">${p.status}</span></td><td>${escapeHtml(p.meaning)}</td></tr>`,
     )
     .join('\n');
   return `<section id="errors"><h2>Errors</h2>
@@ -317,33 +322,36 @@ export function renderDocsPage(doc: OpenApiDocument, base: string): string {
   const nav = byTag
     .map(
       (g) =>
-        `<h2>${esc(g.tag.name)}</h2><ul>${g.ops
+        `<h2>${escapeHtml(g.tag.name)}</h2><ul>${g.ops
           .map(
             (e) =>
-              `<li><a href="#${anchor(e.op)}"><span class="method ${e.method}">${e.method.toUpperCase()}</span> ${esc(e.path)}</a></li>`,
+              `<li><a href="#${anchor(e.op)}"><span class="method ${e.method}">${e.method.toUpperCase()}</span> ${escapeHtml(e.path)}</a></li>`,
           )
           .join('')}</ul>`,
     )
     .join('\n');
   const sections = byTag
     .map(
-      (g) => `<section id="tag-${esc(g.tag.name)}"><h2>${esc(g.tag.name)}</h2>
-<p class="tag-desc">${esc(g.tag.description)}</p>
+      (g) => `<section id="tag-${escapeHtml(g.tag.name)}"><h2>${escapeHtml(g.tag.name)}</h2>
+<p class="tag-desc">${escapeHtml(g.tag.description)}</p>
 ${g.ops.map((e) => operationCard(doc, base, e)).join('\n')}</section>`,
     )
     .join('\n');
   const schemes = Object.entries(doc.components.securitySchemes)
-    .map(([name, s]) => `<li><code>${esc(name)}</code> (${esc(s.scheme)}): ${esc(s.description)}</li>`)
+    .map(
+      ([name, s]) =>
+        `<li><code>${escapeHtml(name)}</code> (${escapeHtml(s.scheme)}): ${escapeHtml(s.description)}</li>`,
+    )
     .join('');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc(doc.info.title)} ${esc(doc.info.version)}</title>
+<title>${escapeHtml(doc.info.title)} ${escapeHtml(doc.info.version)}</title>
 <style>${STYLE}</style></head>
 <body>
-<header><h1>${esc(doc.info.title)} <span class="muted">${esc(doc.info.version)}</span></h1>
-<p>${esc(doc.info.description)}</p>
-<p>OpenAPI ${esc(doc.openapi)} document: <a href="/openapi.json">/openapi.json</a> &middot; base URL <code>${esc(base)}</code></p></header>
+<header><h1>${escapeHtml(doc.info.title)} <span class="muted">${escapeHtml(doc.info.version)}</span></h1>
+<p>${escapeHtml(doc.info.description)}</p>
+<p>OpenAPI ${escapeHtml(doc.openapi)} document: <a href="/openapi.json">/openapi.json</a> &middot; base URL <code>${escapeHtml(base)}</code></p></header>
 <div class="layout"><nav aria-label="Endpoints">${nav}<h2>Reference</h2><ul><li><a href="#auth">Authentication</a></li><li><a href="#errors">Errors</a></li></ul></nav>
 <main>
 <section id="auth"><h2>Authentication</h2>

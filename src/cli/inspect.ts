@@ -4,13 +4,8 @@ import { createWebSocketInspector } from '@statelyai/inspect';
 import { createInspectorServer } from '@statelyai/inspect/server';
 import { machines } from '../../machines/index.ts';
 import { loadConfig } from '../config.ts';
-import {
-  MachineRegistry,
-  planReplay,
-  runReplay,
-  type HistoryEvent,
-  type ReplayPlan,
-} from '../domain/index.ts';
+import { planReplay, runReplay, type HistoryEvent, type ReplayPlan } from '../diagram/index.ts';
+import { MachineRegistry } from '../domain/index.ts';
 import { getEntity, getEntityEvents, openDatabase } from '../store/index.ts';
 
 /**

@@ -3,7 +3,8 @@ import { pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
 import type { AnyStateMachine } from 'xstate';
 import { machines as registered } from '../../machines/index.ts';
-import { analyzeMachine, renderMachineSvg, type MachineAnalysis } from '../domain/index.ts';
+import { renderMachineSvg } from '../diagram/index.ts';
+import { analyzeMachine, type MachineAnalysis } from '../domain/index.ts';
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));

@@ -1,6 +1,5 @@
 // The pure core: machine analysis, the event contract, ordering keys and the merge rule.
 export * from './analysis-types.ts';
-export * from './diagram.ts';
 export * from './errors.ts';
 export * from './event-schema.ts';
 export * from './merge.ts';
@@ -8,5 +7,4 @@ export * from './ordering.ts';
 export * from './ranking.ts';
 export * from './rebuild.ts';
 export * from './registry.ts';
-export * from './replay.ts';
 export { machineGraph, type MachineGraph, type Transition } from './machine-graph.ts';

@@ -6,6 +6,7 @@ import { Applier, type AppliedEvent } from '../../src/store/apply.ts';
 import { mergeEvent, type EntityState, type FieldEntry, type Outcome } from '../../src/domain/merge.ts';
 import { MachineRegistry, type PreparedEvent } from '../../src/domain/registry.ts';
 import type { EventInput } from '../../src/domain/event-schema.ts';
+import { PromosyncError } from '../../src/domain/errors.ts';
 import { machines } from '../../machines/index.ts';
 import { freshDatabase } from '../helpers/db.ts';
 import { applyInOrder, comparable } from '../helpers/expected.ts';
@@ -43,13 +44,8 @@ class Model {
   }
 }
 
-interface StoredRow {
-  status: string;
-  lastEvent: string;
-  key: bigint;
-  version: number | null;
-  merchantId: string | null;
-  fields: Record<string, FieldEntry>;
+/** A stored row as the model sees it: the entity's state and its anomaly count. */
+interface StoredRow extends EntityState {
   anomalies: number;
 }
 
@@ -639,29 +635,36 @@ describe('the apply statement against Postgres', () => {
     });
   });
 
-  describe('events the contract accepts never break their batch', () => {
-    // Values Postgres cannot store (22P05 / 22P02 / 22008) must be stopped by the contract,
-    // or one such event would fail the batch of its valid neighbours.
-    const cases: [string, Partial<EventInput>][] = [
-      ['a NUL character in a data string', { data: { title: 'a\u0000b' } }],
-      ['a lone surrogate in a data string', { data: { title: '\ud800' } }],
-      ['an occurredAt in year 0000', { occurredAt: '0000-01-01T00:00:00Z' }],
+  describe('values Postgres cannot store are stopped by the contract', () => {
+    // Values Postgres cannot store (22P05 / 22P02 / 22008) must be rejected at the edge, naming
+    // the field, or one such event would fail the batch of its valid neighbours.
+    const cases: [string, Partial<EventInput>, string, RegExp][] = [
+      ['a NUL character in a data string', { data: { title: 'a\u0000b' } }, 'data.title', /NUL/],
+      [
+        'a lone surrogate in a data string',
+        { data: { title: '\ud800' } },
+        'data.title',
+        /well-formed Unicode/,
+      ],
+      ['an occurredAt in year 0000', { occurredAt: '0000-01-01T00:00:00Z' }, 'occurredAt', /0001-9999/],
     ];
-    for (const [name, extra] of cases) {
-      it(`${name}: either rejected by the contract, or stored`, async () => {
-        const id = `edge-${name.replace(/\W+/g, '-')}`;
+    for (const [name, extra, path, message] of cases) {
+      it(`${name} is rejected as invalid_event at ${path}`, () => {
         const raw = [
-          { machine: 'promotion', entityId: `${id}-ok`, type: 'create' },
-          { machine: 'promotion', entityId: id, type: 'create', ...extra },
+          { machine: 'promotion', entityId: 'edge-ok', type: 'create' },
+          { machine: 'promotion', entityId: 'edge', type: 'create', ...extra },
         ];
-        let inputs: EventInput[];
+        let error: unknown;
         try {
-          inputs = registry.validate(raw, SOURCE, true).inputs;
-        } catch {
-          return; // rejected at the edge: fine
+          registry.validate(raw, SOURCE, true);
+        } catch (err) {
+          error = err;
         }
-        const res = await applier.apply(batchOf(prepare(inputs)));
-        expect(res.map((r) => r.outcome)).toEqual(['applied', 'applied']);
+        expect(error).toBeInstanceOf(PromosyncError);
+        expect((error as PromosyncError).code).toBe('invalid_event');
+        expect((error as PromosyncError).problems).toEqual([
+          { index: 1, path, message: expect.stringMatching(message) },
+        ]);
       });
     }
   });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createMachine } from 'xstate';
-import { analyzeMachine, renderMachineSvg } from '../../src/domain/index.ts';
+import { escapeHtml, renderMachineSvg } from '../../src/diagram/index.ts';
+import { analyzeMachine } from '../../src/domain/index.ts';
 import { machines } from '../../machines/index.ts';
 
 const loopy = createMachine({
@@ -49,5 +50,12 @@ describe('machine diagrams', () => {
     // Every tag closes: no raw `<` or `>` inside attribute values or text.
     const withoutTags = svg.replace(/<\/?[a-zA-Z][^<>]*>/g, '');
     expect(withoutTags).not.toMatch(/[<>]/);
+  });
+
+  it('escape the five characters that markup reads, in text and in quoted attributes', () => {
+    expect(escapeHtml(`<a title="Tom's">R&D</a>`)).toBe(
+      '&lt;a title=&quot;Tom&#39;s&quot;&gt;R&amp;D&lt;/a&gt;',
+    );
+    expect(escapeHtml('plain text · rank 3')).toBe('plain text · rank 3');
   });
 });

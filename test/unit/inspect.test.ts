@@ -3,15 +3,17 @@ import fc from 'fast-check';
 import type { AnyActorRef, InspectionEvent, StateValue } from 'xstate';
 import { machines } from '../../machines/index.ts';
 import {
-  MachineRegistry,
-  mergeEvent,
   planReplay,
   runReplay,
   stateNameOf,
   stateValueOf,
+  type HistoryEvent,
+} from '../../src/diagram/index.ts';
+import {
+  MachineRegistry,
+  mergeEvent,
   type EntityState,
   type EventInput,
-  type HistoryEvent,
   type MachineInfo,
 } from '../../src/domain/index.ts';
 import { deliveryArb, historyArb } from '../helpers/histories.ts';

@@ -1,5 +1,6 @@
 import { Router, type Request } from 'express';
-import { PromosyncError, renderMachineSvg } from '../../domain/index.ts';
+import { escapeHtml, renderMachineSvg } from '../../diagram/index.ts';
+import { PromosyncError } from '../../domain/index.ts';
 import type { MachineInfo, MachineRegistry } from '../../domain/index.ts';
 import { authenticate, type KeyVerifier } from '../auth.ts';
 import { parseQuery } from '../validate.ts';
@@ -22,21 +23,21 @@ export function machineView(info: MachineInfo): Record<string, unknown> {
   };
 }
 
-const esc = (s: string): string =>
-  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
-
 /** A page around the diagram: the same ranks as a table, and the analysis' notes. */
 export function diagramPage(info: MachineInfo): string {
   const a = info.analysis;
   const rows = a.events
     .map(
       (e) =>
-        `<tr data-event="${esc(e.type)}"><td class="num">${e.rank}</td><td><code>${esc(e.type)}</code></td>` +
-        `<td>${esc(e.from.join(', ') || '(creates the entity)')}</td><td>${esc(e.target)}</td></tr>`,
+        `<tr data-event="${escapeHtml(e.type)}"><td class="num">${e.rank}</td><td><code>${escapeHtml(e.type)}</code></td>` +
+        `<td>${escapeHtml(e.from.join(', ') || '(creates the entity)')}</td><td>${escapeHtml(e.target)}</td></tr>`,
     )
     .join('');
   const notes = a.diagnostics
-    .map((d) => `<li class="${d.level}"><strong>${d.level}</strong> ${esc(d.code)}: ${esc(d.message)}</li>`)
+    .map(
+      (d) =>
+        `<li class="${d.level}"><strong>${d.level}</strong> ${escapeHtml(d.code)}: ${escapeHtml(d.message)}</li>`,
+    )
     .join('');
   const ordering =
     a.ordering === 'version'
@@ -47,7 +48,7 @@ export function diagramPage(info: MachineInfo): string {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc(a.name)} · promosync machine</title>
+<title>${escapeHtml(a.name)} · promosync machine</title>
 <style>
   body { font-family: system-ui, -apple-system, 'Segoe UI', 'DejaVu Sans', sans-serif; margin: 0; padding: 24px 32px;
          background: #f5f7fa; color: #1f2933; }
@@ -68,8 +69,8 @@ export function diagramPage(info: MachineInfo): string {
 </style>
 </head>
 <body>
-<h1>${esc(a.name)}</h1>
-<p class="lead">Collection <code>/v1/${esc(a.collection)}</code> · ${ordering}</p>
+<h1>${escapeHtml(a.name)}</h1>
+<p class="lead">Collection <code>/v1/${escapeHtml(a.collection)}</code> · ${ordering}</p>
 <figure>${renderMachineSvg(a)}</figure>
 <h2>Events by rank</h2>
 <table><thead><tr><th>rank</th><th>event</th><th>from</th><th>to</th></tr></thead><tbody>${rows}</tbody></table>

@@ -1,6 +1,5 @@
 import { createActor, type AnyActorRef, type InspectionEvent, type Observer, type StateValue } from 'xstate';
-import { orderingKey } from './ordering.ts';
-import type { MachineInfo } from './registry.ts';
+import { orderingKey, type MachineInfo } from '../domain/index.ts';
 
 /** One applied event of an entity, as the event log holds it. */
 export interface HistoryEvent {

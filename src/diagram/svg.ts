@@ -1,4 +1,5 @@
-import type { MachineAnalysis } from './analysis-types.ts';
+import type { MachineAnalysis } from '../domain/index.ts';
+import { escapeHtml } from './escape-html.ts';
 import {
   bezierAt,
   LABEL_H,
@@ -10,7 +11,7 @@ import {
   type Edge,
   type Point,
   type Rect,
-} from './diagram-layout.ts';
+} from './layout.ts';
 
 /**
  * Draws a machine as a self-contained SVG: states left to right in layers, each transition
@@ -35,9 +36,6 @@ const COLOR = {
   edge: '#52606d',
   cycle: '#c05621',
 };
-
-const esc = (s: string): string =>
-  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
 const n = (x: number): string => String(Math.round(x * 10) / 10);
 
@@ -98,14 +96,14 @@ class SvgWriter {
     const text = e.events
       .map(
         (x, i) =>
-          `<text x="${n(at.x)}" y="${n(box.y + 2 + LABEL_H * (i + 0.5))}" data-event="${esc(x.type)}" data-rank="${x.rank}">` +
-          `<tspan font-weight="600" fill="${COLOR.text}">${esc(x.type)}</tspan>` +
+          `<text x="${n(at.x)}" y="${n(box.y + 2 + LABEL_H * (i + 0.5))}" data-event="${escapeHtml(x.type)}" data-rank="${x.rank}">` +
+          `<tspan font-weight="600" fill="${COLOR.text}">${escapeHtml(x.type)}</tspan>` +
           `<tspan fill="${COLOR.muted}"> · rank ${x.rank}</tspan></text>`,
       )
       .join('');
     return (
-      `<g class="edge${e.cycle ? ' cycle' : ''}" data-from="${esc(e.from)}" data-to="${esc(e.to)}" data-events="${esc(events)}">` +
-      `<title>${esc(title)}</title>` +
+      `<g class="edge${e.cycle ? ' cycle' : ''}" data-from="${escapeHtml(e.from)}" data-to="${escapeHtml(e.to)}" data-events="${escapeHtml(events)}">` +
+      `<title>${escapeHtml(title)}</title>` +
       `<path d="${path}" fill="none" stroke="${color}" stroke-width="1.6"${e.kind === 'back' ? ' stroke-dasharray="6 4"' : ''} marker-end="url(#${e.cycle ? 'arrow-cycle' : 'arrow'})"/>` +
       `<rect x="${n(box.x)}" y="${n(box.y)}" width="${n(w)}" height="${n(h)}" rx="4" fill="#ffffff" fill-opacity="0.92"/>` +
       text +
@@ -121,13 +119,13 @@ class SvgWriter {
     const y = it.y - NODE_H / 2;
     const kind = [initial ? 'initial' : '', final ? 'final' : ''].filter(Boolean).join(', ');
     return (
-      `<g class="state${final ? ' final' : ''}${initial ? ' initial' : ''}" data-state="${esc(id)}" data-initial="${initial}" data-final="${final}">` +
-      `<title>${esc(id)}${kind ? ` (${kind} state)` : ''}</title>` +
+      `<g class="state${final ? ' final' : ''}${initial ? ' initial' : ''}" data-state="${escapeHtml(id)}" data-initial="${initial}" data-final="${final}">` +
+      `<title>${escapeHtml(id)}${kind ? ` (${kind} state)` : ''}</title>` +
       `<rect x="${n(x)}" y="${n(y)}" width="${n(it.width)}" height="${NODE_H}" rx="10" fill="${final ? COLOR.final : COLOR.state}" stroke="${final ? COLOR.finalLine : COLOR.stateLine}" stroke-width="${initial ? 2.4 : 1.6}"/>` +
       (final
         ? `<rect class="inner" x="${n(x + 4)}" y="${n(y + 4)}" width="${n(it.width - 8)}" height="${NODE_H - 8}" rx="7" fill="none" stroke="${COLOR.finalLine}" stroke-width="1.2"/>`
         : '') +
-      `<text x="${n(it.x)}" y="${n(it.y + 5)}" font-size="14" font-weight="700" fill="${COLOR.text}">${esc(id)}</text>` +
+      `<text x="${n(it.x)}" y="${n(it.y + 5)}" font-size="14" font-weight="700" fill="${COLOR.text}">${escapeHtml(id)}</text>` +
       '</g>'
     );
   }
@@ -141,13 +139,13 @@ class SvgWriter {
     const x1 = MARGIN + 8;
     const x2 = it.x - it.width / 2;
     const label = creation
-      ? `<text x="${n((x1 + x2) / 2)}" y="${n(it.y - 10)}" data-event="${esc(creation.type)}" data-rank="${creation.rank}">` +
-        `<tspan font-weight="600" fill="${COLOR.text}">${esc(creation.type)}</tspan>` +
+      ? `<text x="${n((x1 + x2) / 2)}" y="${n(it.y - 10)}" data-event="${escapeHtml(creation.type)}" data-rank="${creation.rank}">` +
+        `<tspan font-weight="600" fill="${COLOR.text}">${escapeHtml(creation.type)}</tspan>` +
         `<tspan fill="${COLOR.muted}"> · rank ${creation.rank}</tspan></text>`
       : '';
     return (
-      `<g class="start" data-to="${esc(this.layout.a.initial)}"${creation ? ` data-events="${esc(creation.type)}"` : ''}>` +
-      `<title>start: ${creation ? `${esc(creation.type)} enters ` : ''}${esc(this.layout.a.initial)}</title>` +
+      `<g class="start" data-to="${escapeHtml(this.layout.a.initial)}"${creation ? ` data-events="${escapeHtml(creation.type)}"` : ''}>` +
+      `<title>start: ${creation ? `${escapeHtml(creation.type)} enters ` : ''}${escapeHtml(this.layout.a.initial)}</title>` +
       `<circle cx="${n(x1)}" cy="${n(it.y)}" r="7" fill="${COLOR.text}"/>` +
       `<path d="M ${n(x1 + 7)} ${n(it.y)} L ${n(x2)} ${n(it.y)}" stroke="${COLOR.edge}" stroke-width="1.6" marker-end="url(#arrow)"/>` +
       label +
@@ -165,7 +163,9 @@ class SvgWriter {
     let x = MARGIN;
     const parts: string[] = [];
     const item = (svg: string, text: string, w: number): void => {
-      parts.push(`${svg}<text x="${n(x + w)}" y="${n(y + 4)}" text-anchor="start">${esc(text)}</text>`);
+      parts.push(
+        `${svg}<text x="${n(x + w)}" y="${n(y + 4)}" text-anchor="start">${escapeHtml(text)}</text>`,
+      );
       x += w + textWidth(text, 12) + 22;
     };
     item(`<circle cx="${n(x + 6)}" cy="${n(y)}" r="6" fill="${COLOR.text}"/>`, 'start', 18);
@@ -201,10 +201,10 @@ class SvgWriter {
     const legend = this.legendSvg();
     const summary = `${this.layout.a.ordering}-ordered · ${this.layout.a.states.length} states · ${this.layout.a.events.length} event types`;
     return (
-      `<svg xmlns="http://www.w3.org/2000/svg" class="machine-diagram" data-machine="${esc(this.layout.a.name)}" ` +
+      `<svg xmlns="http://www.w3.org/2000/svg" class="machine-diagram" data-machine="${escapeHtml(this.layout.a.name)}" ` +
       `width="${n(this.width)}" height="${n(this.height)}" viewBox="0 0 ${n(this.width)} ${n(this.height)}" ` +
-      `font-family="${esc(FONT)}" role="img" aria-label="${esc(`state diagram of machine ${this.layout.a.name}`)}">` +
-      `<title>${esc(this.layout.a.name)}: ${esc(summary)}</title>` +
+      `font-family="${escapeHtml(FONT)}" role="img" aria-label="${escapeHtml(`state diagram of machine ${this.layout.a.name}`)}">` +
+      `<title>${escapeHtml(this.layout.a.name)}: ${escapeHtml(summary)}</title>` +
       '<defs>' +
       ['arrow', 'arrow-cycle']
         .map(
@@ -215,8 +215,8 @@ class SvgWriter {
         .join('') +
       '</defs>' +
       `<rect width="100%" height="100%" fill="#ffffff"/>` +
-      `<text x="${MARGIN}" y="${MARGIN + 16}" font-size="18" font-weight="700" fill="${COLOR.text}">${esc(this.layout.a.name)}</text>` +
-      `<text x="${n(MARGIN + textWidth(this.layout.a.name, 18, true) + 14)}" y="${MARGIN + 16}" font-size="13" fill="${COLOR.muted}">${esc(summary)}</text>` +
+      `<text x="${MARGIN}" y="${MARGIN + 16}" font-size="18" font-weight="700" fill="${COLOR.text}">${escapeHtml(this.layout.a.name)}</text>` +
+      `<text x="${n(MARGIN + textWidth(this.layout.a.name, 18, true) + 14)}" y="${MARGIN + 16}" font-size="13" fill="${COLOR.muted}">${escapeHtml(summary)}</text>` +
       `<g text-anchor="middle" font-size="12">${edges}${start}</g>` +
       `<g text-anchor="middle">${states}</g>` +
       legend +

@@ -1,6 +1,6 @@
-import type { EventRank, MachineAnalysis } from './analysis-types.ts';
+import type { EventRank, MachineAnalysis } from '../domain/index.ts';
 
-// The geometry of a machine diagram; diagram.ts turns it into SVG.
+// The geometry of a machine diagram; svg.ts turns it into SVG.
 
 export const NODE_H = 44;
 export const MARGIN = 24;
