@@ -84,6 +84,22 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
       bp?.type === 'encoding.unsupported'
     ) {
       problem = new PromosyncError('invalid_request', (err as Error).message);
+    } else if (err instanceof URIError && bp?.status === 400) {
+      // The router could not decode a path parameter.
+      problem = new PromosyncError('invalid_request', 'the path holds a malformed percent-escape', {
+        problems: [{ path: '(path)', message: err.message }],
+      });
+    } else if (typeof bp?.status === 'number' && bp.status >= 400 && bp.status < 500) {
+      // Reading the body failed on the client's side: e.g. a Content-Encoding whose data
+      // does not decompress, or a body cut short.
+      const encoding = req.headers['content-encoding'];
+      problem = new PromosyncError(
+        'invalid_request',
+        encoding
+          ? `the body could not be decoded as Content-Encoding: ${encoding}`
+          : 'the body could not be read',
+        { problems: [{ path: '(body)', message: (err as Error).message }] },
+      );
     } else if (isTransient(err)) {
       problem = new PromosyncError('unavailable', 'the database is unavailable; retry later', { cause: err });
     } else {
