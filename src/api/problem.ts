@@ -17,6 +17,7 @@ export const STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   rate_limited: 429,
   unavailable: 503,
+  redis_eviction_policy: 503,
   machine_invalid: 500,
   internal: 500,
 };
@@ -34,6 +35,7 @@ export const TITLE: Record<ErrorCode, string> = {
   not_found: 'Not found',
   rate_limited: 'Too many requests',
   unavailable: 'Service unavailable',
+  redis_eviction_policy: 'Redis may evict queued events',
   machine_invalid: 'Invalid machine definition',
   internal: 'Internal error',
 };

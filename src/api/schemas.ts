@@ -185,6 +185,7 @@ export const ERROR_CODES = [
   'not_found',
   'rate_limited',
   'unavailable',
+  'redis_eviction_policy',
   'machine_invalid',
   'internal',
 ] as const satisfies readonly ErrorCode[];
