@@ -4,7 +4,14 @@ import type { Redis } from 'ioredis';
 import { machines } from '../machines/index.ts';
 import type { Config } from './config.ts';
 import { MachineRegistry } from './domain/index.ts';
-import { Applier, openDatabase, syncMachineDefs, verifyKey, type Database } from './store/index.ts';
+import {
+  Applier,
+  assertWritable,
+  openDatabase,
+  syncMachineDefs,
+  verifyKey,
+  type Database,
+} from './store/index.ts';
 import { createRedis, EventQueue, EventWorker } from './queue/index.ts';
 import { Metrics } from './observability/index.ts';
 import {
@@ -106,6 +113,11 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     let port: number | undefined;
     let metricsPort: number | undefined;
 
+    // A worker reports unready when its role cannot write what it applies.
+    const writable: Record<string, () => Promise<void>> = opts.worker
+      ? { postgresWrite: () => assertWritable(db.pool) }
+      : {};
+
     if (opts.worker) {
       const connection = createRedis(config.redisUrl);
       connections.push(connection);
@@ -144,6 +156,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
                 await connection.ping();
               },
               redisEvictionPolicy: () => eviction.check(true),
+              ...writable,
             },
           }),
         );
@@ -188,6 +201,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
             await producer.ping();
           },
           redisEvictionPolicy: () => eviction.check(true),
+          ...writable,
         },
         acceptance: () => eviction.check(),
       });
