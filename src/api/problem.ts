@@ -2,6 +2,7 @@ import type { ErrorRequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import { PromosyncError, type ErrorCode } from '../domain/index.ts';
 import { isTransient } from '../store/index.ts';
+import { LogThrottle } from './log-throttle.ts';
 
 /** The one place error codes become HTTP statuses. */
 export const STATUS: Record<ErrorCode, number> = {
@@ -67,6 +68,8 @@ interface BodyParserError {
 
 /** Maps anything thrown by a route or by body parsing to a problem response, and logs it. */
 export function problemHandler(logger: Logger): ErrorRequestHandler {
+  // Anyone can send bogus keys: one line a second says it happens, with how often.
+  const unauthorized = new LogThrottle();
   return (err: unknown, req, res, _next) => {
     let problem: PromosyncError;
     const bp = err as BodyParserError;
@@ -110,7 +113,11 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
     const status = STATUS[problem.code];
     const meta = { method: req.method, url: req.originalUrl, code: problem.code, problems: problem.problems };
     if (status >= 500) logger.error({ ...meta, err }, problem.message);
-    else logger.warn(meta, problem.message);
+    else if (problem.code !== 'unauthorized') logger.warn(meta, problem.message);
+    else {
+      const suppressed = unauthorized.take();
+      if (suppressed !== undefined) logger.warn({ ...meta, suppressed }, problem.message);
+    }
     if (res.headersSent) return;
     sendProblem(res, problem);
   };
