@@ -155,7 +155,7 @@ describe('promosync rebuild', () => {
       id,
     ]);
     expect(after.rows).toEqual(before.rows);
-  });
+  }, 240_000);
 
   it('rejects an unknown machine', async () => {
     const run = await runCli(['rebuild', '--machine', 'nope'], env);
