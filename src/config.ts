@@ -70,6 +70,7 @@ const schema = z.object({
   RATE_LIMIT_BURST: int(1000, 0, 10_000_000),
   PROMOSYNC_URL: z.string().url().optional(),
   PROMOSYNC_KEY: z.string().optional(),
+  STARTUP_WAIT_MS: int(60_000, 0, 3_600_000),
 });
 
 /** promosync's configuration, read from the environment once (see the README's table). */
@@ -115,6 +116,8 @@ export interface Config {
   apiUrl: string | undefined;
   /** Client commands (`send`): the API key to use. */
   apiKey: string | undefined;
+  /** `api`, `worker`, `start`, `migrate`: how long to wait for Postgres and Redis to answer at start. */
+  startupWaitMs: number;
 }
 
 /**
@@ -154,5 +157,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     rateLimitBurst: e.RATE_LIMIT_BURST,
     apiUrl: e.PROMOSYNC_URL,
     apiKey: e.PROMOSYNC_KEY,
+    startupWaitMs: e.STARTUP_WAIT_MS,
   });
 }

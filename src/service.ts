@@ -1,11 +1,57 @@
+import { once } from 'node:events';
 import pino, { type Logger } from 'pino';
 import type { Redis } from 'ioredis';
 import { machines } from '../machines/index.ts';
 import type { Config } from './config.ts';
 import { MachineRegistry } from './domain/index.ts';
-import { Applier, openDatabase, syncMachineDefs, verifyKey, type Database } from './store/index.ts';
+import {
+  Applier,
+  assertWritable,
+  openDatabase,
+  syncMachineDefs,
+  verifyKey,
+  type Database,
+} from './store/index.ts';
 import { createRedis, EventQueue, EventWorker } from './queue/index.ts';
 import { Metrics } from './observability/index.ts';
+import {
+  EvictionGuard,
+  evictionPolicyError,
+  readRedisSettings,
+  SAFE_EVICTION_POLICY,
+} from './runtime/redis-settings.ts';
+
+/**
+ * Says at start what the Redis holding accepted events is set to: an eviction policy that
+ * can delete queued jobs (the process stays unready until it is fixed), and no append-only
+ * file (a Redis restart loses what was not yet snapshotted). See docs/operations.md.
+ */
+async function reportRedisSettings(redis: Redis, logger: Logger): Promise<void> {
+  try {
+    const s = await Promise.race([
+      // A fail-fast connection refuses commands until it is connected.
+      (redis.status === 'ready' ? Promise.resolve() : once(redis, 'ready')).then(() =>
+        readRedisSettings(redis),
+      ),
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error('no answer within 5000 ms')), 5000).unref(),
+      ),
+    ]);
+    if (s.evictionPolicy === undefined) {
+      logger.warn('cannot read the Redis maxmemory-policy (CONFIG and INFO refused); it must be noeviction');
+    } else if (s.evictionPolicy !== SAFE_EVICTION_POLICY) {
+      logger.error({ maxmemoryPolicy: s.evictionPolicy }, evictionPolicyError(s.evictionPolicy).message);
+    }
+    if (s.appendOnly === false) {
+      logger.warn(
+        { appendonly: 'no' },
+        'Redis holds accepted events without an append-only file: a Redis restart loses the events queued since its last snapshot; set appendonly yes',
+      );
+    }
+  } catch (err) {
+    logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'cannot read the Redis settings');
+  }
+}
 
 export interface ServiceOptions {
   config: Readonly<Config>;
@@ -70,9 +116,15 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     let port: number | undefined;
     let metricsPort: number | undefined;
 
+    // A worker reports unready when its role cannot write what it applies.
+    const writable: Record<string, () => Promise<void>> = opts.worker
+      ? { postgresWrite: () => assertWritable(db.pool) }
+      : {};
+
     if (opts.worker) {
       const connection = createRedis(config.redisUrl);
       connections.push(connection);
+      if (!opts.api) await reportRedisSettings(connection, logger);
       const worker = new EventWorker({
         connection,
         queueName: config.queueName,
@@ -94,6 +146,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       if (!opts.api && config.metricsPort !== undefined) {
         // Loaded only by processes that serve HTTP: a plain worker does without Express.
         const { ApiServer, createOpsApp } = await import('./api/index.ts');
+        const eviction = new EvictionGuard(connection);
         const ops = new ApiServer(
           createOpsApp({
             metrics,
@@ -105,6 +158,8 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
               redis: async () => {
                 await connection.ping();
               },
+              redisEvictionPolicy: () => eviction.check(true),
+              ...writable,
             },
           }),
         );
@@ -117,6 +172,8 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     if (opts.api) {
       const producer = createRedis(config.redisUrl, { failFast: true });
       connections.push(producer);
+      await reportRedisSettings(producer, logger);
+      const eviction = new EvictionGuard(producer);
       const queue = new EventQueue({
         connection: producer,
         name: config.queueName,
@@ -146,7 +203,10 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
           redis: async () => {
             await producer.ping();
           },
+          redisEvictionPolicy: () => eviction.check(true),
+          ...writable,
         },
+        acceptance: () => eviction.check(),
       });
       const server = new ApiServer(app);
       port = await server.start(config.port, config.host);

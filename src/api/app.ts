@@ -27,6 +27,27 @@ export interface AppDeps {
   bodyLimit?: string;
   /** Per-key rate limit of the `/v1` endpoints; none when absent. */
   rateLimit?: RateLimitOptions;
+  /**
+   * Checked before events are queued (after the key and the body): rejects when accepting
+   * them now could lose them, e.g. a Redis that evicts keys.
+   */
+  acceptance?: () => Promise<void>;
+}
+
+/** `queue` whose enqueue first runs `acceptance`, which throws to refuse. */
+function guarded(queue: EventQueue, acceptance: () => Promise<void>): EventQueue {
+  const enqueue: EventQueue['enqueue'] = async (...args) => {
+    await acceptance();
+    return queue.enqueue(...args);
+  };
+  // Everything else runs on the queue itself, so state it keeps (and closes) stays there.
+  return new Proxy(queue, {
+    get(target, prop) {
+      if (prop === 'enqueue') return enqueue;
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
 }
 
 /** The Express application: routers only parse, call one function and map the result. */
@@ -35,6 +56,7 @@ export function createApp(deps: AppDeps): Express {
   // 503 `unavailable`, which producers retry, instead of 500.
   const routed: AppDeps = {
     ...deps,
+    queue: deps.acceptance ? guarded(deps.queue, deps.acceptance) : deps.queue,
     verify: async (key) => {
       try {
         return await deps.verify(key);

@@ -32,6 +32,8 @@ export const ERROR_MEANING: Readonly<Record<ErrorCode, string>> = {
   not_found: 'No such endpoint or entity, or one this key may not see.',
   rate_limited: 'The key made too many requests; retry after Retry-After seconds.',
   unavailable: 'The queue (Redis) cannot take the events; nothing was accepted, retry later.',
+  redis_eviction_policy:
+    "The queue's Redis may evict keys (its maxmemory-policy is not noeviction), so accepting events could lose them; nothing was accepted. The operator must set maxmemory-policy noeviction; retry later.",
   machine_invalid: 'A machine definition has errors.',
   internal: 'An unexpected error; the server logged it.',
 };

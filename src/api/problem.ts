@@ -2,6 +2,7 @@ import type { ErrorRequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import { PromosyncError, type ErrorCode } from '../domain/index.ts';
 import { isTransient } from '../store/index.ts';
+import { LogThrottle } from './log-throttle.ts';
 
 /** The one place error codes become HTTP statuses. */
 export const STATUS: Record<ErrorCode, number> = {
@@ -17,6 +18,7 @@ export const STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   rate_limited: 429,
   unavailable: 503,
+  redis_eviction_policy: 503,
   machine_invalid: 500,
   internal: 500,
 };
@@ -34,6 +36,7 @@ export const TITLE: Record<ErrorCode, string> = {
   not_found: 'Not found',
   rate_limited: 'Too many requests',
   unavailable: 'Service unavailable',
+  redis_eviction_policy: 'Redis may evict queued events',
   machine_invalid: 'Invalid machine definition',
   internal: 'Internal error',
 };
@@ -65,6 +68,8 @@ interface BodyParserError {
 
 /** Maps anything thrown by a route or by body parsing to a problem response, and logs it. */
 export function problemHandler(logger: Logger): ErrorRequestHandler {
+  // Anyone can send bogus keys: one line a second says it happens, with how often.
+  const unauthorized = new LogThrottle();
   return (err: unknown, req, res, _next) => {
     let problem: PromosyncError;
     const bp = err as BodyParserError;
@@ -84,6 +89,22 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
       bp?.type === 'encoding.unsupported'
     ) {
       problem = new PromosyncError('invalid_request', (err as Error).message);
+    } else if (err instanceof URIError && bp?.status === 400) {
+      // The router could not decode a path parameter.
+      problem = new PromosyncError('invalid_request', 'the path holds a malformed percent-escape', {
+        problems: [{ path: '(path)', message: err.message }],
+      });
+    } else if (typeof bp?.status === 'number' && bp.status >= 400 && bp.status < 500) {
+      // Reading the body failed on the client's side: e.g. a Content-Encoding whose data
+      // does not decompress, or a body cut short.
+      const encoding = req.headers['content-encoding'];
+      problem = new PromosyncError(
+        'invalid_request',
+        encoding
+          ? `the body could not be decoded as Content-Encoding: ${encoding}`
+          : 'the body could not be read',
+        { problems: [{ path: '(body)', message: (err as Error).message }] },
+      );
     } else if (isTransient(err)) {
       problem = new PromosyncError('unavailable', 'the database is unavailable; retry later', { cause: err });
     } else {
@@ -92,7 +113,11 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
     const status = STATUS[problem.code];
     const meta = { method: req.method, url: req.originalUrl, code: problem.code, problems: problem.problems };
     if (status >= 500) logger.error({ ...meta, err }, problem.message);
-    else logger.warn(meta, problem.message);
+    else if (problem.code !== 'unauthorized') logger.warn(meta, problem.message);
+    else {
+      const suppressed = unauthorized.take();
+      if (suppressed !== undefined) logger.warn({ ...meta, suppressed }, problem.message);
+    }
     if (res.headersSent) return;
     sendProblem(res, problem);
   };

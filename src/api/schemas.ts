@@ -26,7 +26,11 @@ export const listQuery = z.strictObject({
   status: z.string().max(128).optional().meta({ description: 'Only entities in this status.' }),
   updatedSince: z.iso
     .datetime({ offset: true, error: 'updatedSince must be an ISO 8601 date-time' })
-    .refine((v) => Number(v.slice(0, 4)) >= 1, 'updatedSince must be in the years 0001-9999')
+    // In UTC: an offset can carry 0001-01-01 into 1 BC, which the database refuses.
+    .refine((v) => {
+      const year = new Date(v).getUTCFullYear();
+      return year >= 1 && year <= 9999;
+    }, 'updatedSince must be in the years 0001-9999 once its offset is applied (UTC)')
     .optional()
     .meta({ description: 'Only entities changed at or after this time (ISO 8601 with offset).' }),
   limit,
@@ -181,6 +185,7 @@ export const ERROR_CODES = [
   'not_found',
   'rate_limited',
   'unavailable',
+  'redis_eviction_policy',
   'machine_invalid',
   'internal',
 ] as const satisfies readonly ErrorCode[];

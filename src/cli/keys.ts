@@ -25,7 +25,10 @@ export function registerKeys(program: Command): void {
     .command('create')
     .description('create a key; prints it once, alone on the last line')
     .requiredOption('--role <role>', 'producer, merchant or admin')
-    .option('--source <name>', 'producer: the source its events are recorded under')
+    .option(
+      '--source <name>',
+      'producer: the source its events are recorded under (not a reserved one, e.g. admin)',
+    )
     .option('--machines <list>', 'producer: comma-separated machines it may push to (default: all)')
     .option('--merchant <merchantId>', 'merchant: whose entities it can read')
     .option('--label <text>', 'a note shown by keys list')

@@ -16,21 +16,43 @@ function show(v: Drift['stored']): string {
   return JSON.stringify(v);
 }
 
-function describe(d: EntityDrift): string[] {
+/** Drifted fields printed per entity; the rest are counted in one summary line. */
+export const MAX_DRIFT_LINES = 20;
+
+const count = (n: number): string => n.toLocaleString('en-US');
+
+/** Appends the lines of one entity to `out`: at most {@link MAX_DRIFT_LINES} fields and a summary. */
+function describe(d: EntityDrift, out: string[]): void {
   const id = `${d.machine}/${d.entityId}`;
   const fixed = d.fixed ? '  [fixed]' : '';
   switch (d.kind) {
-    case 'drift':
-      return d.drifts.map(
-        (x, i) =>
-          `  ${id}  ${x.field}: stored ${show(x.stored)}, recomputed ${show(x.recomputed)}${i === d.drifts.length - 1 ? fixed : ''}`,
-      );
+    case 'drift': {
+      // An entity can drift in any number of fields: print a bounded part, never spread them.
+      const shown = Math.min(d.drifts.length, MAX_DRIFT_LINES);
+      const rest = d.drifts.length - shown;
+      for (let i = 0; i < shown; i++) {
+        const x = d.drifts[i]!;
+        const last = i === shown - 1 && rest === 0;
+        out.push(
+          `  ${id}  ${x.field}: stored ${show(x.stored)}, recomputed ${show(x.recomputed)}${last ? fixed : ''}`,
+        );
+      }
+      if (rest > 0) {
+        out.push(
+          `  ${id}  ... and ${count(rest)} more drifted fields (${count(d.drifts.length)} in all)${fixed}`,
+        );
+      }
+      return;
+    }
     case 'missing-row':
-      return [`  ${id}  row missing, the log has events for it${fixed}`];
+      out.push(`  ${id}  row missing, the log has events for it${fixed}`);
+      return;
     case 'no-events':
-      return [`  ${id}  row has no events in the log (left alone)`];
+      out.push(`  ${id}  row has no events in the log (left alone)`);
+      return;
     case 'unreplayable':
-      return [`  ${id}  cannot be replayed: ${d.reason} (left alone)`];
+      out.push(`  ${id}  cannot be replayed: ${d.reason} (left alone)`);
+      return;
   }
 }
 
@@ -43,7 +65,7 @@ export function formatRebuildReport(r: RebuildReport, fix: boolean): string {
   if (r.drifted.length === 0) out.push('no drift: every row equals its event log');
   else {
     out.push(`drift in ${r.drifted.length} entit${r.drifted.length === 1 ? 'y' : 'ies'}:`);
-    for (const d of r.drifted) out.push(...describe(d));
+    for (const d of r.drifted) describe(d, out);
     if (fix) out.push(`fixed ${r.drifted.filter((d) => d.fixed).length} of ${fixable.length} fixable rows`);
     else if (fixable.length > 0) out.push('run with --fix to rewrite these rows from the log');
   }
@@ -64,7 +86,8 @@ Each row is recomputed by applying its logged events (in log order, duplicates l
 with the same rule the workers use, and compared column by column: status, last event,
 key, version, merchant, anomalies and each attribute with the event that wrote it. A row
 edited by hand, restored from another backup than its log, or written by a bug shows up
-as drift. --fix rewrites such rows under their row lock, so it is safe while workers run.
+as drift (at most 20 fields per entity are listed, then a count of the rest).
+--fix rewrites such rows under their row lock, so it is safe while workers run.
 Exit status 1 when drift remains (none found, or all of it fixed: 0).
 
 Examples:

@@ -1,9 +1,16 @@
 import type { Command } from 'commander';
-import type { Logger } from 'pino';
+import pino, { type Logger } from 'pino';
 import { loadConfig, type Config } from '../config.ts';
 import { createLogger, startService, type Service } from '../service.ts';
 import { createKey, migrate } from '../store/index.ts';
-import { startBackends, writeRunningInfo, type Backends } from '../runtime/index.ts';
+import {
+  startBackends,
+  waitForPostgres,
+  waitForRedis,
+  writeRunningInfo,
+  type Backends,
+} from '../runtime/index.ts';
+import { DEFAULT_REDIS_URL } from '../queue/index.ts';
 import { runUntilSignal } from './run.ts';
 import { startBanner } from './start-banner.ts';
 
@@ -58,6 +65,17 @@ export async function launch(opts: LaunchOptions): Promise<Launched> {
       `DATABASE_URL is not set: \`promosync ${mode}\` runs against a shared Postgres (use \`promosync start\` for the embedded one)`,
     );
   }
+
+  // Started together with their databases (compose, systemd), processes wait for them
+  // instead of exiting at once; STARTUP_WAIT_MS bounds the wait.
+  const wait = { totalMs: config.startupWaitMs, logger };
+  await Promise.all([
+    waitForPostgres(config.databaseUrl!, wait),
+    waitForRedis(config.redisUrl ?? DEFAULT_REDIS_URL, wait),
+  ]).catch(async (err: unknown) => {
+    await backends?.close();
+    throw err;
+  });
 
   let service: Service | undefined;
   let forgetRunning: (() => Promise<void>) | undefined;
@@ -168,6 +186,11 @@ Examples:
     .action(async () => {
       const config = loadConfig();
       if (!config.databaseUrl) throw new Error('DATABASE_URL is not set');
+      await waitForPostgres(config.databaseUrl, {
+        totalMs: config.startupWaitMs,
+        // On stderr: stdout carries the command's result.
+        logger: pino({ level: config.logLevel, base: { service: 'promosync' } }, pino.destination(2)),
+      });
       const r = await migrate(config.databaseUrl);
       process.stdout.write(
         r.applied.length === 0

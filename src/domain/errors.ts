@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'not_found'
   | 'rate_limited'
   | 'unavailable'
+  | 'redis_eviction_policy'
   | 'machine_invalid'
   | 'internal';
 

@@ -61,7 +61,11 @@ export const eventSchema = z.strictObject({
     .optional(),
   occurredAt: z.iso
     .datetime({ offset: true, error: 'occurredAt must be an ISO 8601 date-time' })
-    .refine((v) => Number(v.slice(0, 4)) >= 1, 'occurredAt must be in the years 0001-9999')
+    // In UTC: an offset can carry 9999-12-31 into year 10000, which reads back as no valid date.
+    .refine((v) => {
+      const year = new Date(v).getUTCFullYear();
+      return year >= 1970 && year <= 9999;
+    }, 'occurredAt must be in the years 1970-9999 once its offset is applied (UTC)')
     .optional(),
   data: dataSchema.optional(),
 });

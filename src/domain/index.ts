@@ -7,4 +7,5 @@ export * from './ordering.ts';
 export * from './ranking.ts';
 export * from './rebuild.ts';
 export * from './registry.ts';
+export * from './sources.ts';
 export { machineGraph, type MachineGraph, type Transition } from './machine-graph.ts';

@@ -5,3 +5,5 @@ export * from './embedded-postgres.ts';
 export * from './ports.ts';
 export * from './private-redis.ts';
 export * from './running-file.ts';
+export * from './wait.ts';
+export * from './redis-settings.ts';

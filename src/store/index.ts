@@ -5,6 +5,7 @@ export * from './keys.ts';
 export * from './machine-defs.ts';
 export * from './migrate.ts';
 export * from './pg-errors.ts';
+export * from './privileges.ts';
 export * from './queries.ts';
 export * from './rebuild.ts';
 export * from './retention.ts';

@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { isReservedSource, PromosyncError, reservedSourceMessage } from '../domain/index.ts';
 import type { PrismaClient } from './db.ts';
 
 export type Role = 'producer' | 'merchant' | 'admin';
@@ -34,11 +35,19 @@ const hash = (secret: string): Buffer => createHash('sha256').update(secret).dig
 /** Key format: `psk_<id>_<secret>`; the id is public (listing, revoking), the secret is not stored. */
 const KEY_PATTERN = /^psk_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
 
-/** Creates a key and returns it in full: the only time the secret exists outside the caller. */
+/**
+ * Creates a key and returns it in full: the only time the secret exists outside the caller.
+ * @throws PromosyncError `invalid_request` for a producer source promosync reserves for itself.
+ */
 export async function createKey(
   prisma: PrismaClient,
   spec: NewKey,
 ): Promise<{ key: string; record: KeyRecord }> {
+  if (spec.role === 'producer' && spec.source !== undefined && isReservedSource(spec.source)) {
+    throw new PromosyncError('invalid_request', reservedSourceMessage(spec.source), {
+      problems: [{ path: 'source', message: 'reserved' }],
+    });
+  }
   const id = randomBytes(8).toString('hex').slice(0, 12);
   const secret = randomBytes(32).toString('base64url');
   const row = await prisma.apiKey.create({

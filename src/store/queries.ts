@@ -161,7 +161,12 @@ export async function getEntityEvents(
     if (exists === 0) return null;
   }
   const more = rows.length > page.limit;
-  const items = (more ? rows.slice(0, page.limit) : rows).map((r) => ({
+  const kept = more ? rows.slice(0, page.limit) : rows;
+  const farOff = await farOffTimes(
+    prisma,
+    kept.filter((r) => r.occurredAt !== null && Number.isNaN(r.occurredAt.getTime())).map((r) => r.id),
+  );
+  const items = kept.map((r) => ({
     id: r.id.toString(),
     type: r.type,
     eventId: r.eventId,
@@ -169,10 +174,24 @@ export async function getEntityEvents(
     source: r.source,
     merchantId: r.merchantId,
     data: r.data,
-    occurredAt: r.occurredAt?.toISOString() ?? null,
+    occurredAt: r.occurredAt === null ? null : (farOff.get(r.id) ?? isoOrNull(r.occurredAt)),
     receivedAt: r.receivedAt.toISOString(),
     outcome: r.outcome,
     anomaly: r.anomaly,
   }));
   return { items, nextCursor: more ? items.at(-1)!.id : null };
+}
+
+const isoOrNull = (d: Date): string | null => (Number.isNaN(d.getTime()) ? null : d.toISOString());
+
+/**
+ * Timestamps the driver cannot turn into a Date (years past 9999 or before year 1, which
+ * older versions let in through occurredAt), read as epoch milliseconds instead, so that
+ * such a row still reads. Beyond what a JavaScript Date holds (±275,760 years) they are null.
+ */
+async function farOffTimes(prisma: PrismaClient, ids: bigint[]): Promise<Map<bigint, string | null>> {
+  if (ids.length === 0) return new Map();
+  const rows = await prisma.$queryRaw<Array<{ id: bigint; ms: number | null }>>`
+    SELECT id, (extract(epoch FROM occurred_at) * 1000)::float8 AS ms FROM event_log WHERE id = ANY(${ids})`;
+  return new Map(rows.map((r) => [r.id, r.ms === null ? null : isoOrNull(new Date(r.ms))]));
 }

@@ -263,7 +263,7 @@ export async function rebuildRows(
       }
     }
     report.machines.push(stats);
-    report.drifted.push(...found);
+    for (const d of found) report.drifted.push(d);
   }
   return report;
 }

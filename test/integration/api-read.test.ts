@@ -404,12 +404,17 @@ describe('reading over REST', () => {
       expect(await res.json()).toEqual({ status: 'ok' });
     });
 
-    it('/readyz answers 200 once postgres and redis both answer', async () => {
+    it('/readyz answers 200 once postgres and redis both answer, redis keeps keys and the worker may write', async () => {
       const res = await h.request('/readyz', { key: null });
       expect(res.status).toBe(200);
       expect(await res.json()).toEqual({
         status: 'ready',
-        checks: { postgres: { ok: true }, redis: { ok: true } },
+        checks: {
+          postgres: { ok: true },
+          redis: { ok: true },
+          redisEvictionPolicy: { ok: true },
+          postgresWrite: { ok: true },
+        },
       });
     });
 

@@ -118,6 +118,45 @@ describe('promosync rebuild', () => {
     expect(clean.stdout).toContain('no drift');
   });
 
+  it('reports and fixes an entity with 150,000 drifted attributes, printing a bounded summary', async () => {
+    const { entity_id: id } = (
+      await db.query<{ entity_id: string }>(
+        `SELECT entity_id FROM entity WHERE machine = 'promotion' AND fields ? 'title' ORDER BY entity_id LIMIT 1`,
+      )
+    ).rows[0]!;
+    const before = await db.query('SELECT fields FROM entity WHERE machine = $1 AND entity_id = $2', [
+      'promotion',
+      id,
+    ]);
+    // Attributes no logged event wrote: each one is a drift.
+    await db.query(
+      `UPDATE entity SET fields = fields || (SELECT jsonb_object_agg('x' || i, fields -> 'title')
+         FROM generate_series(1, 150000) i) WHERE machine = 'promotion' AND entity_id = $1`,
+      [id],
+    );
+
+    const drift = await runCli(['rebuild', '--machine', 'promotion'], env, { timeoutMs: 120_000 });
+    expect(drift.stderr).not.toMatch(/Maximum call stack/);
+    expect(drift.code, drift.stderr).toBe(1);
+    expect(drift.stdout).toContain('drift in 1 entity:');
+    expect(drift.stdout).toMatch(
+      new RegExp(`promotion/${id}  attributes\\.x1: stored "t\\d" .*recomputed \\(none\\)`),
+    );
+    expect(drift.stdout).toMatch(
+      new RegExp(`promotion/${id}  \\.\\.\\. and 149,9\\d\\d more drifted fields \\(150,000 in all\\)`),
+    );
+    expect(drift.stdout.split('\n').length).toBeLessThan(100);
+
+    const fixed = await runCli(['rebuild', '--fix', '--machine', 'promotion'], env, { timeoutMs: 120_000 });
+    expect(fixed.code, fixed.stderr).toBe(0);
+    expect(fixed.stdout).toContain('fixed 1 of 1 fixable rows');
+    const after = await db.query('SELECT fields FROM entity WHERE machine = $1 AND entity_id = $2', [
+      'promotion',
+      id,
+    ]);
+    expect(after.rows).toEqual(before.rows);
+  }, 240_000);
+
   it('rejects an unknown machine', async () => {
     const run = await runCli(['rebuild', '--machine', 'nope'], env);
     expect(run.code).toBe(1);

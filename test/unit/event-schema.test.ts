@@ -157,6 +157,9 @@ describe('the event contract', () => {
       ['2026-11-21 10:00:00'],
       ['yesterday'],
       ['2026-02-30T00:00:00Z'],
+      ['9999-12-31T23:59:59-14:00'],
+      ['0001-01-01T00:00:00+14:00'],
+      ['1969-12-31T23:59:59Z'],
       [1763719200000],
     ])('rejects %j', (occurredAt) => {
       expect(rejectedFor({ ...valid, occurredAt })).toEqual(['occurredAt']);
