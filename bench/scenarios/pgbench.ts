@@ -72,6 +72,8 @@ export async function runPgbench(
       child.on('close', (c) => resolve({ code: c ?? 1, out: Buffer.concat(parts).toString() }));
     });
     const report = await cpu.stop();
+    if (code === 127)
+      throw new Error(`${PGBENCH} not found: install PostgreSQL's pgbench or name it in PGBENCH`);
     const lines = out.trimEnd().split('\n');
     const processed = /actually processed: (\d+)\/(\d+)/.exec(out);
     const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(out);
