@@ -6,7 +6,7 @@ import pg from 'pg';
 import type { PreparedEvent } from '../../src/domain/index.ts';
 import type { BenchContext, ScenarioResult } from '../context.ts';
 import { CpuMeter, type CpuReport } from '../cpu.ts';
-import { createDatabase, type BenchDatabase } from '../db.ts';
+import { benchPool, createDatabase, type BenchDatabase } from '../db.ts';
 import { wrongStatuses } from '../verify.ts';
 import { designTable, foldedChunks } from './postgres.ts';
 
@@ -204,7 +204,7 @@ export async function pgbenchDesigns(ctx: BenchContext, designs: PgbenchDesign[]
   let db: BenchDatabase | undefined;
   try {
     db = await createDatabase(s.serverUrl, false);
-    const admin = new pg.Pool({ connectionString: db.url, max: 2 });
+    const admin = benchPool(db.url);
     try {
       let loaded = false;
       for (const d of designs) {

@@ -2,7 +2,7 @@ import pg from 'pg';
 import type { PreparedEvent } from '../../src/domain/index.ts';
 import type { BenchContext, ScenarioResult } from '../context.ts';
 import { CpuMeter, type CpuReport } from '../cpu.ts';
-import { createDatabase, type BenchDatabase } from '../db.ts';
+import { benchPool, createDatabase, type BenchDatabase } from '../db.ts';
 import { wrongStatuses } from '../verify.ts';
 
 /** A design that writes one event (or one batch) on one connection. */
@@ -169,7 +169,7 @@ export async function postgresDesigns(
   let db: BenchDatabase | undefined;
   try {
     db = await createDatabase(s.serverUrl, false);
-    const admin = new pg.Pool({ connectionString: db.url, max: 2 });
+    const admin = benchPool(db.url);
     try {
       for (const d of designs) {
         const result: ScenarioResult = {

@@ -2,7 +2,7 @@ import pg from 'pg';
 import type { PreparedEvent } from '../../src/domain/index.ts';
 import type { BenchContext, RowCounts, ScenarioResult } from '../context.ts';
 import { CpuMeter, type CpuReport } from '../cpu.ts';
-import { createDatabase, type BenchDatabase } from '../db.ts';
+import { benchPool, createDatabase, type BenchDatabase } from '../db.ts';
 import { runPgbench } from './pgbench.ts';
 
 /**
@@ -282,7 +282,7 @@ export async function writeSet(ctx: BenchContext, driver: 'node' | 'pgbench'): P
   let db: BenchDatabase | undefined;
   try {
     db = await createDatabase(s.serverUrl);
-    const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    const pool = benchPool(db.url);
     try {
       const lanes = writeSetBatches(events, s.batchLanes, s.batchMaxEvents);
       const batches = lanes.reduce((n, l) => n + l.length, 0);
