@@ -43,7 +43,7 @@ export const SCENARIOS = [
 export type ScenarioId = (typeof SCENARIOS)[number];
 
 export interface BenchOptions {
-  /** Small input (≈12k events) that finishes in well under two minutes: the CI smoke run. */
+  /** Small input (≈12k events) that finishes in about 1.5 minutes on a quiet machine: the CI smoke run. */
   quick?: boolean;
   /** Events to send (duplicates included) and the least number of entities. */
   events?: number;
