@@ -16,6 +16,8 @@ export interface BenchSettings {
   noopPeakConcurrency: number;
   batchMaxEvents: number;
   batchFlushMs: number;
+  /** BATCH_LANES of promosync's workers: connections of the write-set ceiling too. */
+  batchLanes: number;
   dbPoolSize: number;
   /** Concurrent HTTP clients of the REST scenario, and events per request. */
   clients: number;
@@ -39,6 +41,13 @@ export interface BenchContext {
   log(message: string): void;
 }
 
+/** Rows per table after a write-set run (`got`) and the rows the input calls for (`want`). */
+export interface RowCounts {
+  ok: boolean;
+  got: { eventLog: number; eventKey: number; entity: number };
+  want: { eventLog: number; eventKey: number; entity: number };
+}
+
 /** One line of the table. */
 export interface ScenarioResult {
   /** Stable identifier, e.g. `rest-split`. */
@@ -55,6 +64,8 @@ export interface ScenarioResult {
   convergence?: ConvergenceReport;
   /** Reference designs that keep only a status: entities left in a status other than expected. */
   wrongStatuses?: number;
+  /** The write-set ceiling: rows it left in promosync's tables, against the rows it had to write. */
+  rowCounts?: RowCounts;
   cpu?: CpuReport;
   /** Anything the reader needs to judge the figure. */
   notes: string[];

@@ -42,6 +42,18 @@ export async function createDatabase(serverUrl: string, migrated = true): Promis
   };
 }
 
+/**
+ * A small pool on a bench database. `end()` resolves before its connections have closed, so the
+ * `DROP DATABASE … WITH (FORCE)` that follows can terminate one of them first; the pool would
+ * re-emit that idle client's error and, with no listener, end the process. Errors of queries
+ * still reach their callers.
+ */
+export function benchPool(url: string): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  pool.on('error', () => {});
+  return pool;
+}
+
 /** A queue name no other run uses. */
 export function uniqueQueueName(prefix: string): string {
   return `bench-${prefix}-${randomBytes(4).toString('hex')}`;

@@ -10,13 +10,16 @@ import {
   checkTargets,
   machineInfo,
   markdownReport,
+  tableRatios,
   tableRows,
   textTable,
   type BenchReport,
 } from './report.ts';
 import { postgresDesigns, type PostgresDesign } from './scenarios/postgres.ts';
+import { pgbenchDesigns } from './scenarios/pgbench.ts';
 import { singleEventJobs } from './scenarios/queue.ts';
 import { restIngest, type RestLayout } from './scenarios/rest.ts';
+import { writeSet } from './scenarios/write-set.ts';
 import { expectedStates } from './verify.ts';
 import { makeWorkload } from './workload.ts';
 
@@ -27,6 +30,11 @@ export const SCENARIOS = [
   'queue-noop',
   'queue-noop-peak',
   'queue-promosync',
+  'write-set',
+  'write-set-pgbench',
+  'sync1-pgbench',
+  'sync2-pgbench',
+  'ceiling-pgbench',
   'sync1',
   'sync2',
   'naive',
@@ -35,7 +43,7 @@ export const SCENARIOS = [
 export type ScenarioId = (typeof SCENARIOS)[number];
 
 export interface BenchOptions {
-  /** Small input (≈12k events) that finishes in well under two minutes: the CI smoke run. */
+  /** Small input (≈12k events) that finishes in about 1.5 minutes on a quiet machine: the CI smoke run. */
   quick?: boolean;
   /** Events to send (duplicates included) and the least number of entities. */
   events?: number;
@@ -66,6 +74,7 @@ export function defaultSettings(serverUrl: string, redisUrl: string): BenchSetti
     noopPeakConcurrency: 1024,
     batchMaxEvents: 5000,
     batchFlushMs: 5,
+    batchLanes: 2,
     dbPoolSize: 10,
     clients: 4,
     requestEvents: 1000,
@@ -171,6 +180,10 @@ export async function runBench(
     if (only.has('queue-noop')) record(await singleEventJobs(ctx, 'noop'));
     if (only.has('queue-noop-peak')) record(await singleEventJobs(ctx, 'noop-peak'));
     if (only.has('queue-promosync')) record(await singleEventJobs(ctx, 'promosync'));
+    if (only.has('write-set')) record(await writeSet(ctx, 'node'), true);
+    if (only.has('write-set-pgbench')) record(await writeSet(ctx, 'pgbench'), true);
+    const viaPgbench = (['sync1', 'sync2', 'ceiling'] as const).filter((d) => only.has(`${d}-pgbench`));
+    if (viaPgbench.length > 0) for (const r of await pgbenchDesigns(ctx, viaPgbench)) record(r, true);
     const designs = (['sync1', 'sync2', 'naive', 'ceiling'] as const).filter((d) => only.has(d));
     if (designs.length > 0)
       // These log their own lines.
@@ -193,13 +206,16 @@ export async function runBench(
       seed: workload.seed,
     },
     results,
+    ratios: tableRatios(results),
     targets: checkTargets(results),
     ok: results.every((r) => !r.error),
   };
 
   process.stdout.write(`\n${textTable(tableRows(results))}\n\n`);
   for (const tc of report.targets)
-    process.stdout.write(`${tc.met ? 'met    ' : 'NOT MET'}  ${tc.name} (${tc.goal}): ${tc.detail}\n`);
+    process.stdout.write(
+      `${tc.met ? 'met    ' : 'NOT MET'}  ${tc.name} (${tc.goal}; ${tc.figure} over ${tc.reference}): ${tc.detail}\n`,
+    );
   const outDir = o.outDir ?? path.join(ROOT, 'bench', 'results');
   await mkdir(outDir, { recursive: true });
   const stamp = startedAt.replace(/[:.]/g, '-');

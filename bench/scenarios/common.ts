@@ -19,6 +19,7 @@ export function promosyncEnv(
     WORKER_CONCURRENCY: String(concurrency),
     BATCH_MAX_EVENTS: String(s.batchMaxEvents),
     BATCH_FLUSH_MS: String(s.batchFlushMs),
+    BATCH_LANES: String(s.batchLanes),
     DB_POOL_SIZE: String(s.dbPoolSize),
   };
 }

@@ -2,13 +2,14 @@ import pg from 'pg';
 import type { PreparedEvent } from '../../src/domain/index.ts';
 import type { BenchContext, ScenarioResult } from '../context.ts';
 import { CpuMeter, type CpuReport } from '../cpu.ts';
-import { createDatabase, type BenchDatabase } from '../db.ts';
+import { benchPool, createDatabase, type BenchDatabase } from '../db.ts';
 import { wrongStatuses } from '../verify.ts';
 
 /** A design that writes one event (or one batch) on one connection. */
 type Step<T> = (client: pg.Client, item: T) => Promise<void>;
 
-const TABLE = (name: string): string =>
+/** The bare table of a reference design: no event log, no idempotency keys, no attributes. */
+export const designTable = (name: string): string =>
   `CREATE TABLE ${name} (entity_id text PRIMARY KEY, status text NOT NULL, key bigint NOT NULL)`;
 
 /**
@@ -103,7 +104,7 @@ const naive: Step<PreparedEvent> = async (c, e) => {
   });
 };
 
-interface Rows {
+export interface Rows {
   ids: string[];
   statuses: string[];
   keys: string[];
@@ -122,7 +123,8 @@ const ceiling: Step<Rows> = async (c, r) => {
   });
 };
 
-function foldedChunks(events: PreparedEvent[], size: number): Rows[] {
+/** The events in chunks of `size`, each folded to its highest-keyed event per entity, sorted by entity. */
+export function foldedChunks(events: PreparedEvent[], size: number): Rows[] {
   const out: Rows[] = [];
   for (let i = 0; i < events.length; i += size) {
     const best = new Map<string, PreparedEvent>();
@@ -167,7 +169,7 @@ export async function postgresDesigns(
   let db: BenchDatabase | undefined;
   try {
     db = await createDatabase(s.serverUrl, false);
-    const admin = new pg.Pool({ connectionString: db.url, max: 2 });
+    const admin = benchPool(db.url);
     try {
       for (const d of designs) {
         const result: ScenarioResult = {
@@ -180,7 +182,7 @@ export async function postgresDesigns(
           notes: [],
         };
         try {
-          await admin.query(TABLE(d));
+          await admin.query(designTable(d));
           const cpu = new CpuMeter(s.serverUrl, db.name, undefined, () => ({}));
           let run: { seconds: number; cpu: CpuReport };
           if (d === 'ceiling') {
