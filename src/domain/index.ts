@@ -9,4 +9,5 @@ export * from './ranking.ts';
 export * from './rebuild.ts';
 export * from './registry.ts';
 export * from './replay.ts';
+export * from './stored-fields.ts';
 export { machineGraph, type MachineGraph, type Transition } from './machine-graph.ts';

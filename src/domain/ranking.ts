@@ -1,11 +1,12 @@
 import type { AnyStateMachine } from 'xstate';
 import { machineGraph, type Transition } from './machine-graph.ts';
 import type { Diagnostic, EventRank, MachineAnalysis, Ordering } from './analysis-types.ts';
+import { RANK_SLOTS } from './ordering.ts';
 
 export type { Diagnostic, EventRank, MachineAnalysis, Ordering } from './analysis-types.ts';
 
 /** The largest rank a machine may have: ranks share a 63-bit ordering key with versions. */
-export const MAX_RANK = 511;
+export const MAX_RANK = RANK_SLOTS - 1;
 
 interface MachineMeta {
   ordering: Ordering;

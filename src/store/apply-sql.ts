@@ -22,6 +22,8 @@
  *  7. If another batch created one of our new rows meanwhile, `promosync_require` aborts
  *     the statement with serialization_failure and the caller runs it again.
  */
+import { sqlFieldEntry, sqlFieldKey, sqlRankOfKey } from '../domain/index.ts';
+
 export const APPLY_SQL = `
 WITH
 m AS (SELECT $13::jsonb AS j),
@@ -119,8 +121,8 @@ ev AS (
          CASE
            WHEN batch_prev IS NOT NULL AND (row_key IS NULL OR batch_prev > row_key) THEN
              (SELECT m.j -> ev4.machine -> 'targets' ->> (
-                CASE WHEN m.j -> ev4.machine ->> 'ordering' = 'version' THEN batch_prev % 512
-                     ELSE batch_prev >> 53 END)::text FROM m)
+                CASE WHEN m.j -> ev4.machine ->> 'ordering' = 'version' THEN ${sqlRankOfKey('version', 'batch_prev')}
+                     ELSE ${sqlRankOfKey('rank', 'batch_prev')} END)::text FROM m)
            ELSE row_status
          END AS prev_status
   FROM ev4
@@ -143,9 +145,9 @@ fd AS (
   ORDER BY e.grp, d.key, e.key DESC, e.ord
 ),
 fdelta AS (
-  SELECT fd.grp, jsonb_object_agg(fd.name, jsonb_build_object('v', fd.value, 'k', fd.key, 'e', fd.type, 'n', fd.version)) AS fields
+  SELECT fd.grp, jsonb_object_agg(fd.name, ${sqlFieldEntry('fd.value', 'fd.key', 'fd.type', 'fd.version')}) AS fields
   FROM fd LEFT JOIN base b USING (grp)
-  WHERE b.fields IS NULL OR NOT (b.fields ? fd.name) OR fd.key > (b.fields -> fd.name ->> 'k')::bigint
+  WHERE b.fields IS NULL OR NOT (b.fields ? fd.name) OR fd.key > ${sqlFieldKey('b.fields -> fd.name')}
   GROUP BY fd.grp
 ),
 ent AS (

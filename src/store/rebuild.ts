@@ -1,7 +1,17 @@
 import type { Pool, PoolClient } from 'pg';
 import { withTransaction } from './transaction.ts';
-import type { EventInput, FieldEntry, FieldValue, MachineRegistry, PreparedEvent } from '../domain/index.ts';
-import { compareRows, recomputeRow, PromosyncError, type Drift, type RowState } from '../domain/index.ts';
+import type { EventInput, FieldValue, MachineRegistry, PreparedEvent } from '../domain/index.ts';
+import {
+  compareRows,
+  decodeFields,
+  encodeFields,
+  recomputeRow,
+  sqlExactFields,
+  PromosyncError,
+  type Drift,
+  type RowState,
+  type StoredField,
+} from '../domain/index.ts';
 
 /** What `rebuild` found for one entity. */
 export interface EntityDrift {
@@ -55,28 +65,23 @@ interface EntityRow {
   version: string | null;
   merchant_id: string | null;
   anomalies: number;
-  fields: Record<string, { v: FieldValue; k: string; e: string; n: string | null }>;
+  fields: Record<string, StoredField>;
 }
 
 // Field keys go beyond 2^53: read them as text so they stay exact.
 const ENTITY_COLUMNS = `entity_id, status, last_event, key::text AS key, version::text AS version, merchant_id, anomalies,
-  (SELECT coalesce(jsonb_object_agg(f.key, jsonb_build_object('v', f.value -> 'v', 'k', f.value ->> 'k',
-     'e', f.value ->> 'e', 'n', f.value ->> 'n')), '{}'::jsonb) FROM jsonb_each(entity.fields) f) AS fields`;
+  ${sqlExactFields('entity.fields')} AS fields`;
 
 const LOG_COLUMNS = 'entity_id, type, version::text AS version, source, merchant_id, data';
 
 function toRowState(r: EntityRow): RowState {
-  const fields: Record<string, FieldEntry> = {};
-  for (const [name, f] of Object.entries(r.fields)) {
-    fields[name] = { value: f.v, key: BigInt(f.k), event: f.e, version: f.n === null ? null : Number(f.n) };
-  }
   return {
     status: r.status,
     lastEvent: r.last_event,
     key: BigInt(r.key),
     version: r.version === null ? null : Number(r.version),
     merchantId: r.merchant_id,
-    fields,
+    fields: decodeFields(r.fields),
     anomalies: r.anomalies,
   };
 }
@@ -120,15 +125,6 @@ function check(
   if (!recomputed) return { drift: { ...base, kind: 'no-events' }, recomputed };
   const drifts = compareRows(toRowState(row), recomputed);
   return drifts.length === 0 ? undefined : { drift: { ...base, kind: 'drift', drifts }, recomputed };
-}
-
-/** The fields column as JSON text, keys written exactly. */
-function fieldsJson(fields: Record<string, FieldEntry>): string {
-  const parts = Object.entries(fields).map(
-    ([name, f]) =>
-      `${JSON.stringify(name)}:{"v":${JSON.stringify(f.value)},"k":${f.key.toString()},"e":${JSON.stringify(f.event)},"n":${f.version === null ? 'null' : String(f.version)}}`,
-  );
-  return `{${parts.join(',')}}`;
 }
 
 function groupLog(rows: LogRow[]): Map<string, LogRow[]> {
@@ -177,7 +173,7 @@ async function fixEntity(
       r.key.toString(),
       r.version,
       r.merchantId,
-      fieldsJson(r.fields),
+      encodeFields(r.fields),
       r.anomalies,
     ];
     const written =
