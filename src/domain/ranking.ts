@@ -126,9 +126,9 @@ function describeCycle(event: string, members: Set<string>, transitions: Transit
 }
 
 /**
- * Derives the rank of every event type of an XState machine, per SPEC §2: if event A can
- * happen before event B in some valid history, rank(A) < rank(B). Pure; never throws on a
- * bad definition, which is reported in `diagnostics` instead.
+ * Derives the rank of every event type of an XState machine (docs/design.md#ranks): if event
+ * A can happen before event B in some valid history, rank(A) < rank(B). Pure; never throws on
+ * a bad definition, which is reported in `diagnostics` instead.
  */
 export function analyzeMachine(name: string, machine: AnyStateMachine): MachineAnalysis {
   const diagnostics: Diagnostic[] = [];
