@@ -1,7 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Outcome labels counted per event. */
-export type CountedOutcome = 'applied' | 'stale' | 'duplicate' | 'rejected' | 'anomaly' | 'invalid';
+export type CountedOutcome =
+  'applied' | 'stale' | 'duplicate' | 'conflict' | 'rejected' | 'anomaly' | 'invalid';
 
 /** Prometheus metrics of one process. Each process owns a registry (no global state). */
 export class Metrics {
@@ -23,7 +24,7 @@ export class Metrics {
     });
     this.outcomes = new Counter({
       name: 'promosync_events_total',
-      help: 'Events processed, by outcome (applied, stale, duplicate, rejected, anomaly, invalid)',
+      help: 'Events processed, by outcome (applied, stale, duplicate, conflict, rejected, anomaly, invalid)',
       labelNames: ['machine', 'source', 'outcome'],
       registers: [this.registry],
     });

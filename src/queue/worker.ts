@@ -153,7 +153,11 @@ export class EventWorker {
       wait = parsed.wait;
       const indexed = parsed.raw.length > 1;
       const { events } = this.opts.registry.validate(parsed.raw, parsed.source, indexed);
-      batch = events.map((event) => ({ event, jobId: job.id ?? null }));
+      const grants = parsed.mayWriteFor;
+      batch = events.map((event) => ({
+        event: grants.length > 0 ? { ...event, mayWriteFor: grants } : event,
+        jobId: job.id ?? null,
+      }));
     } catch (err) {
       if (err instanceof PromosyncError) {
         log().warn({ code: err.code, problems: err.problems }, 'rejected a bad job');
@@ -212,6 +216,28 @@ export class EventWorker {
           'anomaly: applied a move the machine does not allow',
         );
       }
+      if (a.outcome === 'conflict' || a.outcome === 'rejected') {
+        const at = {
+          machine: e.machine,
+          entityId: e.entityId,
+          eventId: e.eventId,
+          type: e.type,
+          reason: a.reason,
+        };
+        if (a.outcome === 'conflict') log().warn(at, 'conflict: an eventId seen before with other content');
+        else log().info(at, 'rejected');
+      } else if (a.actedFor !== undefined && a.actedFor !== e.source) {
+        log().info(
+          {
+            machine: e.machine,
+            entityId: e.entityId,
+            eventId: e.eventId,
+            owner: a.actedFor,
+            outcome: a.outcome,
+          },
+          'admin event on an entity of another source',
+        );
+      }
       if (wait)
         results.push({
           eventId: e.eventId,
@@ -219,6 +245,7 @@ export class EventWorker {
           outcome: a.outcome,
           anomaly: a.anomaly,
           state: a.status,
+          ...(a.reason !== undefined ? { reason: a.reason } : {}),
         });
     });
     const outcomes = this.opts.metrics?.outcomes;

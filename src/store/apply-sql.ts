@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { MachineRegistry, Ordering, PreparedEvent } from '../domain/index.ts';
-import { sqlFieldEntry, sqlFieldKey, sqlRankOfKey } from '../domain/index.ts';
+import { ADMIN_SOURCE, contentHash, sqlFieldEntry, sqlFieldKey, sqlRankOfKey } from '../domain/index.ts';
 
 /** An event on its way to the store, with the job that carried it. */
 export interface BatchEvent {
@@ -27,6 +27,8 @@ interface EventRow {
   grp: number;
   /** The first event of the batch with its (source, eventId). */
   first: boolean;
+  /** {@link contentHash} of an event with an eventId, else null. */
+  hash: string | null;
 }
 
 /** Per event: what `{{events}}` unnests. */
@@ -46,6 +48,12 @@ const EVENT_COLUMNS: readonly Column<EventRow>[] = [
   { name: 'idx', pgType: 'int', get: (r) => r.idx },
   { name: 'grp', pgType: 'int', get: (r) => r.grp },
   { name: 'first', pgType: 'bool', get: (r) => (r.first ? 't' : 'f') },
+  { name: 'content_hash', pgType: 'text', get: (r) => r.hash },
+  {
+    name: 'grants',
+    pgType: 'text',
+    get: (r) => (r.event.mayWriteFor?.length ? arrayLiteral(r.event.mayWriteFor) : null),
+  },
 ];
 
 interface EntityRow {
@@ -59,10 +67,17 @@ const ENTITY_COLUMNS: readonly Column<EntityRow>[] = [
   { name: 'entity_id', pgType: 'text', get: (r) => r.entityId },
 ];
 
+/** An idempotency key to claim: the first event of the batch with it, and its hash. */
+interface ClaimRow {
+  event: PreparedEvent;
+  hash: string;
+}
+
 /** Per idempotency key to claim, sorted: what `{{claims}}` unnests. */
-const CLAIM_COLUMNS: readonly Column<PreparedEvent>[] = [
-  { name: 'source', pgType: 'text', get: (e) => e.source },
-  { name: 'event_id', pgType: 'text', get: (e) => e.eventId },
+const CLAIM_COLUMNS: readonly Column<ClaimRow>[] = [
+  { name: 'source', pgType: 'text', get: (c) => c.event.source },
+  { name: 'event_id', pgType: 'text', get: (c) => c.event.eventId },
+  { name: 'content_hash', pgType: 'text', get: (c) => c.hash },
 ];
 
 /** Parameter numbers: the columns in this order, then the machines. */
@@ -98,6 +113,7 @@ const PLACEHOLDERS: Record<string, (...args: string[]) => string> = {
   entities: () => unnestSql(ENTITY_COLUMNS, FIRST_ENTITY, true, 'u'),
   claims: () => unnestSql(CLAIM_COLUMNS, FIRST_CLAIM, false, 'k'),
   machines: () => `$${MACHINES_PARAM}::jsonb`,
+  admin_source: () => `'${ADMIN_SOURCE}'`,
   rank_of_key: (ordering, key) => sqlRankOfKey(ordering as Ordering, key!),
   field_entry: (value, key, event, version) => sqlFieldEntry(value!, key!, event!, version!),
   field_key: (entry) => sqlFieldKey(entry!),
@@ -179,7 +195,7 @@ function columnLiterals<R>(columns: readonly Column<R>[], rows: readonly R[]): s
   });
 }
 
-const bySourceAndId = (x: PreparedEvent, y: PreparedEvent): number =>
+const bySourceAndId = ({ event: x }: ClaimRow, { event: y }: ClaimRow): number =>
   x.source !== y.source
     ? x.source < y.source
       ? -1
@@ -210,17 +226,22 @@ export function applyParams(batch: readonly BatchEvent[], machines: string): str
   });
   // The first event of the batch with each (source, eventId), in arrival order.
   const first = new Array<boolean>(n);
+  const hashes = new Array<string | null>(n);
   const seen = new Set<string>();
-  const claims: PreparedEvent[] = [];
+  const claims: ClaimRow[] = [];
   for (let i = 0; i < n; i++) {
     const e = events[i]!;
-    if (e.eventId === null) first[i] = true;
-    else {
+    if (e.eventId === null) {
+      first[i] = true;
+      hashes[i] = null;
+    } else {
+      const hash = contentHash(e);
+      hashes[i] = hash;
       const id = `${e.source}\u0000${e.eventId}`;
       first[i] = !seen.has(id);
       if (first[i]) {
         seen.add(id);
-        claims.push(e);
+        claims.push({ event: e, hash });
       }
     }
   }
@@ -235,7 +256,14 @@ export function applyParams(batch: readonly BatchEvent[], machines: string): str
     if (!last || last.entityId !== e.entityId || last.machine !== e.machine) {
       entities.push({ machine: e.machine, entityId: e.entityId });
     }
-    rows[at] = { event: e, jobId: batch[i]!.jobId, idx: i, grp: entities.length - 1, first: first[i]! };
+    rows[at] = {
+      event: e,
+      jobId: batch[i]!.jobId,
+      idx: i,
+      grp: entities.length - 1,
+      first: first[i]!,
+      hash: hashes[i]!,
+    };
   }
   return [
     ...columnLiterals(EVENT_COLUMNS, rows),

@@ -1,8 +1,9 @@
-import type { Pool } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import type { Logger } from 'pino';
 import type { MachineRegistry, Outcome } from '../domain/index.ts';
 import { APPLY_SQL, applyParams, machinesParam, type BatchEvent } from './apply-sql.ts';
 import { isRetryable, isTransient } from './pg-errors.ts';
+import { refoldEntity } from './rebuild.ts';
 
 export {
   APPLY_SQL,
@@ -18,6 +19,22 @@ export interface AppliedEvent {
   outcome: Outcome;
   anomaly: boolean;
   status: string | null;
+  /** Why it was `rejected` or a `conflict`. */
+  reason?: string;
+  /** An admin event's: the source owning the entity, which it acted for (docs/design.md#ownership). */
+  actedFor?: string;
+}
+
+/** One row of the apply statement's result, in arrival order. */
+interface ApplyRow {
+  idx: number;
+  outcome: Outcome;
+  anomaly: boolean;
+  status: string | null;
+  reason: string | null;
+  acted_for: string | null;
+  /** The batch moved the entity's owner to another source: recompute its row. */
+  refold: boolean;
 }
 
 const MAX_ATTEMPTS = 8;
@@ -46,10 +63,41 @@ export class Applier {
 
   constructor(
     private readonly pool: Pool,
-    registry: MachineRegistry,
+    private readonly registry: MachineRegistry,
     private readonly logger: Logger,
   ) {
     this.param = machinesParam(registry);
+  }
+
+  /**
+   * Recomputes, in the statement's transaction, the rows whose owner the batch moved to
+   * another source, and reports their status as recomputed.
+   */
+  private async refold(
+    client: PoolClient,
+    batch: BatchEvent[],
+    rows: readonly ApplyRow[],
+    out: AppliedEvent[],
+  ): Promise<void> {
+    const status = new Map<string, string | null>();
+    for (const r of rows) {
+      if (!r.refold) continue;
+      const { machine, entityId } = batch[r.idx]!.event;
+      const k = `${machine}\u0000${entityId}`;
+      if (status.has(k)) continue;
+      const row = await refoldEntity(client, this.registry, machine, entityId);
+      status.set(k, row?.status ?? null);
+      this.logger.info(
+        { machine, entityId, owner: row?.owner?.source },
+        'owner moved, row recomputed from its log',
+      );
+    }
+    rows.forEach((r, i) => {
+      if (r.refold) {
+        const { machine, entityId } = batch[r.idx]!.event;
+        out[i]!.status = status.get(`${machine}\u0000${entityId}`) ?? null;
+      }
+    });
   }
 
   async apply(batch: BatchEvent[]): Promise<AppliedEvent[]> {
@@ -71,19 +119,18 @@ export class Applier {
         try {
           await client.query(APPLY_BEGIN);
           open = true;
-          const res = await client.query<{
-            idx: number;
-            outcome: Outcome;
-            anomaly: boolean;
-            status: string | null;
-          }>({
-            name: 'promosync_apply',
-            text: APPLY_SQL,
-            values,
-          });
+          const res = await client.query<ApplyRow>({ name: 'promosync_apply', text: APPLY_SQL, values });
+          const out = res.rows.map((r): AppliedEvent => ({
+            outcome: r.outcome,
+            anomaly: r.anomaly,
+            status: r.status,
+            ...(r.reason === null ? {} : { reason: r.reason }),
+            ...(r.acted_for === null ? {} : { actedFor: r.acted_for }),
+          }));
+          if (res.rows.some((r) => r.refold)) await this.refold(client, batch, res.rows, out);
           await client.query('COMMIT');
           open = false;
-          return res.rows.map((r) => ({ outcome: r.outcome, anomaly: r.anomaly, status: r.status }));
+          return out;
         } catch (err) {
           if (!statementFailed(err)) broken = err instanceof Error ? err : new Error(String(err));
           else if (open) {

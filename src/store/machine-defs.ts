@@ -92,6 +92,8 @@ export async function syncMachineDefs(
       const res = await client.query(
         `UPDATE entity SET
              key = coalesce(${keyOf('last_event', 'version')}, key),
+             -- The owner's key cannot be recomputed (its event is not stored): key 0 pins the owner.
+             owner_key = CASE WHEN owner_source IS NULL THEN owner_key ELSE 0 END,
              fields = coalesce((SELECT jsonb_object_agg(f.key, CASE WHEN $2::jsonb ? ${fieldEvent}
                          THEN ${sqlWithFieldKey('f.value', keyOf(fieldEvent, sqlFieldVersion('f.value')))}
                          ELSE f.value END)

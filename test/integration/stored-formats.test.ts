@@ -153,7 +153,7 @@ describe('stored formats: TypeScript and SQL agree', () => {
     );
     await applier.apply(events.map((event) => ({ event, jobId: null })));
     const expected = new Map<string, Record<string, FieldEntry>>();
-    const seen = new Set<string>();
+    const seen = new Map<string, string>();
     for (const e of events) {
       const prev = expected.get(e.entityId);
       const state = prev && {
@@ -162,6 +162,7 @@ describe('stored formats: TypeScript and SQL agree', () => {
         key: 0n,
         version: null,
         merchantId: null,
+        owner: null,
         fields: prev,
       };
       const r = mergeEvent(state, e, seen, () => true);

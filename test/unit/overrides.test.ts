@@ -44,7 +44,7 @@ const ev = (type: string, version?: number, eventId?: string): EventInput => ({
 /** The row the events lead to when applied one by one, as the worker does. */
 function applyAll(registry: MachineRegistry, inputs: EventInput[]): { row: EntityState; outcomes: string[] } {
   let row: EntityState | undefined;
-  const seen = new Set<string>();
+  const seen = new Map<string, string>();
   const outcomes: string[] = [];
   for (const e of registry.prepare(inputs, 'src', true)) {
     const r = mergeEvent(row, e, seen, (a, b) => registry.isReachable('toggle', a, b));
