@@ -102,7 +102,7 @@ to_lock AS (
      OR (i.data IS NOT NULL AND promosync_fields_win(c.fields, i.data, i.key))
      -- The event would own the entity (its key comes first, or nobody owns it yet).
      OR (i.source <> {{admin_source}} AND (c.owner_source IS NULL
-         OR lpad(i.key::text, 19, '0') || i.source < lpad(c.owner_key::text, 19, '0') || c.owner_source))
+         OR (lpad(i.key::text, 19, '0') || i.source) COLLATE "C" < (lpad(c.owner_key::text, 19, '0') || c.owner_source) COLLATE "C"))
 ),
 locked_rows AS (
   SELECT n.grp, e.status, e.key, e.merchant_id, e.owner_source, e.owner_key, e.fields
@@ -135,10 +135,11 @@ event_rows AS (
 event_sources AS (
   -- The owning source: of the row's owner and the batch's fresh events, the one with the
   -- lowest (key, source), both packed into one text so min() finds it (keys have at most 19
-  -- digits). Admin events never own. It does not depend on the order within the batch.
+  -- digits; sources compare as bytes, as src/domain/ownership.ts compares them, whatever the
+  -- database's collation). Admin events never own. It does not depend on the order within the batch.
   SELECT event_rows.*,
-         least(CASE WHEN row_owner IS NOT NULL THEN lpad(row_owner_key::text, 19, '0') || row_owner END,
-               min(lpad(key::text, 19, '0') || source) FILTER (WHERE fresh AND source <> {{admin_source}})
+         least(CASE WHEN row_owner IS NOT NULL THEN (lpad(row_owner_key::text, 19, '0') || row_owner) COLLATE "C" END,
+               min((lpad(key::text, 19, '0') || source) COLLATE "C") FILTER (WHERE fresh AND source <> {{admin_source}})
                  OVER (PARTITION BY grp)) AS owner_pick
   FROM event_rows
 ),
