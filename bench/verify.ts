@@ -25,7 +25,7 @@ export function expectedStates(
 ): Map<string, Comparable> {
   const out = new Map<string, Comparable>();
   for (const h of workload.histories) {
-    const seen = new Set<string>();
+    const seen = new Map<string, string>();
     let state: EntityState | undefined;
     for (const e of registry.prepare(h.delivered, source, false)) {
       state = mergeEvent(state, e, seen, (a, b) => registry.isReachable(e.machine, a, b)).state;

@@ -63,7 +63,7 @@ export const diagramQuery = z.strictObject({
     .meta({ description: 'svg (the default for tools), or html: a page with the diagram and the ranks.' }),
 });
 
-const outcome = z.enum(['applied', 'stale', 'duplicate', 'rejected']);
+const outcome = z.enum(['applied', 'stale', 'duplicate', 'conflict', 'rejected']);
 const attributeValue = z.union([z.string(), z.number(), z.boolean()]);
 const timestamp = z.iso.datetime();
 
@@ -88,6 +88,10 @@ export const appliedResponse = z.object({
       outcome,
       anomaly: z.boolean().meta({ description: 'Applied, but the machine has no such move.' }),
       state: z.string().nullable().meta({ description: "The entity's status after the batch." }),
+      reason: z
+        .string()
+        .optional()
+        .meta({ description: 'Why the event was rejected or a conflict, e.g. "owned by source cashback".' }),
     }),
   ),
 });

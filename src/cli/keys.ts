@@ -3,7 +3,7 @@ import { loadConfig } from '../config.ts';
 import { requireDatabase, resolveTargets } from './targets.ts';
 import { openDatabase } from '../store/index.ts';
 import { createKey, listKeys, revokeKey, type Role } from '../store/index.ts';
-import { ID_PATTERN, sourceSchema } from '../domain/index.ts';
+import { ADMIN_SOURCE, ID_PATTERN, sourceSchema } from '../domain/index.ts';
 import { machines } from '../../machines/index.ts';
 
 async function withDb<T>(fn: (db: ReturnType<typeof openDatabase>) => Promise<T>): Promise<T> {
@@ -30,20 +30,47 @@ export function registerKeys(program: Command): void {
       'producer: the source its events are recorded under (not a reserved one, e.g. admin)',
     )
     .option('--machines <list>', 'producer: comma-separated machines it may push to (default: all)')
+    .option(
+      '--may-write-for <sources>',
+      'producer: comma-separated sources whose entities it may write besides its own (default: none)',
+    )
     .option('--merchant <merchantId>', 'merchant: whose entities it can read')
     .option('--label <text>', 'a note shown by keys list')
     .addHelpText(
       'after',
       '\nExamples:\n  promosync keys create --role producer --source cashback --machines promotion\n' +
+        '  promosync keys create --role producer --source backoffice --may-write-for cashback,sku\n' +
         '  promosync keys create --role merchant --merchant m-42\n  promosync keys create --role admin',
     )
     .action(
-      async (o: { role: string; source?: string; machines?: string; merchant?: string; label?: string }) => {
+      async (o: {
+        role: string;
+        source?: string;
+        machines?: string;
+        mayWriteFor?: string;
+        merchant?: string;
+        label?: string;
+      }) => {
         const role = o.role as Role;
         if (!['producer', 'merchant', 'admin'].includes(role))
           throw new Error('--role must be producer, merchant or admin');
         if (role === 'producer' && !(o.source && sourceSchema.safeParse(o.source).success)) {
           throw new Error('a producer key needs --source <name> (1-64 characters of [A-Za-z0-9._:-])');
+        }
+        if (role === 'producer' && o.source === ADMIN_SOURCE) {
+          throw new Error(`source "${ADMIN_SOURCE}" is reserved for the events of admin keys`);
+        }
+        const grants = o.mayWriteFor
+          ?.split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
+        if (grants !== undefined && role !== 'producer')
+          throw new Error('--may-write-for is for producer keys');
+        const badGrant = grants?.find((s) => !sourceSchema.safeParse(s).success);
+        if (grants?.length === 0 || badGrant !== undefined) {
+          throw new Error(
+            `--may-write-for needs sources of 1-64 characters of [A-Za-z0-9._:-], got "${badGrant ?? ''}"`,
+          );
         }
         if (role === 'merchant' && !(o.merchant && ID_PATTERN.test(o.merchant))) {
           throw new Error('a merchant key needs --merchant <merchantId>');
@@ -59,6 +86,7 @@ export function registerKeys(program: Command): void {
             role,
             ...(o.source ? { source: o.source } : {}),
             ...(list ? { machines: list } : {}),
+            ...(grants ? { mayWriteFor: grants } : {}),
             ...(o.merchant ? { merchantId: o.merchant } : {}),
             ...(o.label ? { label: o.label } : {}),
           }),
@@ -74,7 +102,8 @@ export function registerKeys(program: Command): void {
       for (const k of keys) {
         const scope =
           k.role === 'producer'
-            ? `source=${k.source} machines=${k.machines?.join(',') ?? '*'}`
+            ? `source=${k.source} machines=${k.machines?.join(',') ?? '*'}` +
+              (k.mayWriteFor.length > 0 ? ` may-write-for=${k.mayWriteFor.join(',')}` : '')
             : k.role === 'merchant'
               ? `merchant=${k.merchantId}`
               : '';

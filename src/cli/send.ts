@@ -195,7 +195,7 @@ function emptySummary(): SendSummary {
   return {
     lines: 0,
     sent: 0,
-    outcomes: { applied: 0, stale: 0, duplicate: 0, rejected: 0 },
+    outcomes: { applied: 0, stale: 0, duplicate: 0, conflict: 0, rejected: 0 },
     anomalies: 0,
     pending: 0,
     invalid: [],
@@ -268,7 +268,8 @@ export function formatSummary(s: SendSummary, source: string, seconds: number): 
   const row = (name: string, n: number, note = ''): string =>
     `  ${name.padEnd(10)} ${String(n).padStart(8)}${note}`;
   out.push(row('applied', s.outcomes.applied), row('stale', s.outcomes.stale));
-  out.push(row('duplicate', s.outcomes.duplicate), row('rejected', s.outcomes.rejected));
+  out.push(row('duplicate', s.outcomes.duplicate), row('conflict', s.outcomes.conflict));
+  out.push(row('rejected', s.outcomes.rejected));
   out.push(row('anomalies', s.anomalies));
   if (s.pending > 0)
     out.push(row('pending', s.pending, '  (queued; the API stopped waiting before they were applied)'));

@@ -1,7 +1,12 @@
+import { contentHash } from './content-hash.ts';
+import { mayActFor, ownerAfter, type Owner } from './ownership.ts';
 import type { FieldValue, PreparedEvent } from './registry.ts';
 
-/** What happened to one event. */
-export type Outcome = 'applied' | 'stale' | 'duplicate' | 'rejected';
+/** What happened to one event (docs/design.md#outcomes). */
+export type Outcome = 'applied' | 'stale' | 'duplicate' | 'conflict' | 'rejected';
+
+/** The (source, eventId) pairs seen so far, each with the {@link contentHash} of its first event. */
+export type SeenIds = Map<string, string>;
 
 /** One attribute and the key of the event that last wrote it. */
 export interface FieldEntry {
@@ -18,6 +23,8 @@ export interface EntityState {
   key: bigint;
   version: number | null;
   merchantId: string | null;
+  /** The owning source and its lowest key (docs/design.md#ownership); null: nobody owns it yet. */
+  owner: Owner | null;
   fields: Record<string, FieldEntry>;
 }
 
@@ -26,34 +33,46 @@ export interface MergeResult {
   outcome: Outcome;
   /** Applied, but the new state cannot be reached from the previous one in the machine. */
   anomaly: boolean;
+  /**
+   * The event moved ownership to another source: the state returned is not final, the row
+   * must be recomputed from all its events under the new owner ({@link recomputeRow}).
+   */
+  ownerMoved?: boolean;
 }
 
 /**
- * The apply rule of SPEC §3 for one event, as a pure function: the reference the SQL
- * statement is tested against, and what `rebuild` replays. `seen` holds the
- * `source/eventId` pairs already applied and is updated in place.
+ * The apply rule (docs/design.md#apply-rule) for one event, as a pure function: the reference
+ * the SQL statement is tested against, and what `rebuild` replays. `seen` holds the
+ * `source/eventId` pairs already seen and is updated in place: a repeat is a `duplicate`, a
+ * pair repeated with other content a `conflict` (docs/design.md#idempotency).
  */
 export function mergeEvent(
   state: EntityState | undefined,
   event: PreparedEvent,
-  seen: Set<string>,
+  seen: SeenIds,
   isReachable: (from: string, to: string) => boolean,
+  fixedOwner?: Owner | null,
 ): MergeResult {
   const idKey = event.eventId === null ? null : `${event.source}\u0000${event.eventId}`;
   if (idKey !== null) {
-    if (seen.has(idKey)) return { state: state!, outcome: 'duplicate', anomaly: false };
-    seen.add(idKey);
+    const hash = contentHash(event);
+    const first = seen.get(idKey);
+    if (first !== undefined) {
+      return { state: state!, outcome: first === hash ? 'duplicate' : 'conflict', anomaly: false };
+    }
+    seen.set(idKey, hash);
   }
-  if (
-    state &&
-    state.merchantId !== null &&
-    event.merchantId !== null &&
-    state.merchantId !== event.merchantId
-  ) {
-    return { state, outcome: 'rejected', anomaly: false };
+  // The owner once this event is seen, unless the caller knows the final one (a recomputation).
+  const owner = fixedOwner !== undefined ? fixedOwner : ownerAfter(state?.owner ?? null, event);
+  // (Without a row, only a recomputation's fixed owner can differ from the event's source.)
+  if (!mayActFor(event, owner?.source ?? null)) return { state: state!, outcome: 'rejected', anomaly: false };
+  // Rejected for its merchant or a duplicate by key, an event still counts for ownership.
+  const held = state && (sameOwner(state.owner, owner) ? state : { ...state, owner });
+  const moved = state ? movedFrom(state, owner) : {};
+  if (held && held.merchantId !== null && event.merchantId !== null && held.merchantId !== event.merchantId) {
+    return { state: held, outcome: 'rejected', anomaly: false, ...moved };
   }
-
-  if (state && event.key === state.key) return { state, outcome: 'duplicate', anomaly: false };
+  if (held && event.key === held.key) return { state: held, outcome: 'duplicate', anomaly: false, ...moved };
   const wins = !state || event.key > state.key;
   const fields: Record<string, FieldEntry> = { ...(state?.fields ?? {}) };
   for (const [name, value] of Object.entries(event.data ?? {})) {
@@ -63,7 +82,9 @@ export function mergeEvent(
     }
   }
   const merchantId = state?.merchantId ?? event.merchantId;
-  if (!wins) return { state: { ...state!, fields, merchantId }, outcome: 'stale', anomaly: false };
+  if (!wins) {
+    return { state: { ...state!, fields, merchantId, owner }, outcome: 'stale', anomaly: false, ...moved };
+  }
   return {
     state: {
       status: event.target,
@@ -71,11 +92,23 @@ export function mergeEvent(
       key: event.key,
       version: event.version,
       merchantId,
+      owner,
       fields,
     },
     outcome: 'applied',
     anomaly: state !== undefined && !isReachable(state.status, event.target),
+    ...moved,
   };
+}
+
+const sameOwner = (a: Owner | null, b: Owner | null): boolean =>
+  a === b || (a !== null && b !== null && a.source === b.source && a.key === b.key);
+
+/** `{ ownerMoved: true }` when `owner` is another source than the state's (owned) one. */
+function movedFrom(state: EntityState, owner: Owner | null): { ownerMoved?: true } {
+  return state.owner !== null && owner !== null && owner.source !== state.owner.source
+    ? { ownerMoved: true }
+    : {};
 }
 
 /** Plain attributes of a state, as the API shows them. */

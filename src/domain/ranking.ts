@@ -1,11 +1,12 @@
 import type { AnyStateMachine } from 'xstate';
 import { machineGraph, type Transition } from './machine-graph.ts';
 import type { Diagnostic, EventRank, MachineAnalysis, Ordering } from './analysis-types.ts';
+import { RANK_SLOTS } from './ordering.ts';
 
 export type { Diagnostic, EventRank, MachineAnalysis, Ordering } from './analysis-types.ts';
 
 /** The largest rank a machine may have: ranks share a 63-bit ordering key with versions. */
-export const MAX_RANK = 511;
+export const MAX_RANK = RANK_SLOTS - 1;
 
 interface MachineMeta {
   ordering: Ordering;
@@ -125,9 +126,9 @@ function describeCycle(event: string, members: Set<string>, transitions: Transit
 }
 
 /**
- * Derives the rank of every event type of an XState machine, per SPEC §2: if event A can
- * happen before event B in some valid history, rank(A) < rank(B). Pure; never throws on a
- * bad definition, which is reported in `diagnostics` instead.
+ * Derives the rank of every event type of an XState machine (docs/design.md#ranks): if event
+ * A can happen before event B in some valid history, rank(A) < rank(B). Pure; never throws on
+ * a bad definition, which is reported in `diagnostics` instead.
  */
 export function analyzeMachine(name: string, machine: AnyStateMachine): MachineAnalysis {
   const diagnostics: Diagnostic[] = [];

@@ -1,4 +1,5 @@
 import { mergeEvent, type EntityState, type FieldEntry } from './merge.ts';
+import { ownerAfter, type Owner } from './ownership.ts';
 import type { PreparedEvent } from './registry.ts';
 
 /** A row as stored or as recomputed: the merged state plus its anomaly count. */
@@ -8,7 +9,7 @@ export interface RowState extends EntityState {
 
 /** One column (or attribute) where the stored row and the recomputed one differ. */
 export interface Drift {
-  /** `status`, `lastEvent`, `key`, `version`, `merchantId`, `anomalies` or `attributes.<name>`. */
+  /** `status`, `lastEvent`, `key`, `version`, `merchantId`, `owner`, `anomalies` or `attributes.<name>`. */
   field: string;
   /** Absent values are undefined (an attribute only one side has). */
   stored: FieldEntry | string | number | bigint | null | undefined;
@@ -16,22 +17,37 @@ export interface Drift {
 }
 
 /**
- * Recomputes a row from its logged events with the apply rule ({@link mergeEvent}). The
- * events are the entity's log in id order without those logged as duplicates: the log
- * order is an order the events really arrived in, so the result must equal the stored row.
- * Duplicates are left out because idempotency keys are global (a duplicate may repeat an
- * eventId first seen on another entity) and a duplicate changes nothing.
+ * The owner of an entity whose events are `events` (any order: the result does not depend on
+ * it), starting from `pinned`, the owner of a row stored before ownership existed.
+ */
+export function ownerOf(events: readonly PreparedEvent[], pinned: Owner | null = null): Owner | null {
+  let owner = pinned;
+  for (const e of events) owner = ownerAfter(owner, e);
+  return owner;
+}
+
+/**
+ * Recomputes a row from its logged events with the apply rule ({@link mergeEvent}). `events`
+ * are the entity's log in id order without those logged as conflicts: the log order is an
+ * order the events really arrived in, so the result must equal the stored row. Conflicts are
+ * left out because idempotency keys are global (a conflict may repeat an eventId first seen
+ * on another entity) and a conflict changes nothing; duplicates stay, because one logged as
+ * a duplicate by key may count once the owner has moved, and repeats of an eventId are
+ * duplicates here again. `owner` is the entity's owner ({@link ownerOf} over the same events);
+ * only the events that may act for it count.
  * @returns undefined when no event creates the row.
  */
 export function recomputeRow(
   events: readonly PreparedEvent[],
   isReachable: (from: string, to: string) => boolean,
+  owner: Owner | null = ownerOf(events),
 ): RowState | undefined {
   let state: EntityState | undefined;
   let anomalies = 0;
+  const seen = new Map<string, string>();
   for (const event of events) {
-    const r = mergeEvent(state, event, new Set(), isReachable);
-    if (r.outcome === 'duplicate' || r.outcome === 'rejected') continue;
+    const r = mergeEvent(state, event, seen, isReachable, owner);
+    if (r.outcome === 'duplicate' || r.outcome === 'conflict' || r.outcome === 'rejected') continue;
     state = r.state;
     if (r.anomaly) anomalies++;
   }
@@ -55,6 +71,10 @@ export function compareRows(stored: RowState, recomputed: RowState): Drift[] {
     if (stored[field] !== recomputed[field]) {
       out.push({ field, stored: stored[field], recomputed: recomputed[field] });
     }
+  }
+  const ownerText = (o: EntityState['owner']): string | null => (o === null ? null : `${o.source}@${o.key}`);
+  if (ownerText(stored.owner) !== ownerText(recomputed.owner)) {
+    out.push({ field: 'owner', stored: ownerText(stored.owner), recomputed: ownerText(recomputed.owner) });
   }
   const names = [...new Set([...Object.keys(stored.fields), ...Object.keys(recomputed.fields)])].sort();
   for (const name of names) {

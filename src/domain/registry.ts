@@ -31,6 +31,8 @@ export interface PreparedEvent {
   /** Non-null fields only; null fields mean "no change" and are dropped here. */
   data: Record<string, FieldValue> | null;
   occurredAt: string | null;
+  /** The owners besides its own source this event may act for: the sending key's grants. */
+  mayWriteFor?: readonly string[];
 }
 
 /** One machine, analysed and indexed for the hot path. */

@@ -15,6 +15,7 @@ const COUNTED: Record<CountedOutcome, true> = {
   applied: true,
   stale: true,
   duplicate: true,
+  conflict: true,
   rejected: true,
   anomaly: true,
   invalid: true,
@@ -61,7 +62,7 @@ export class Metrics {
     });
     this.outcomes = new Counter({
       name: 'promosync_events_total',
-      help: 'Events processed, by outcome (applied, stale, duplicate, rejected, anomaly, invalid)',
+      help: 'Events processed, by outcome (applied, stale, duplicate, conflict, rejected, anomaly, invalid)',
       labelNames: ['machine', 'source', 'outcome'],
       registers: [this.registry],
     });

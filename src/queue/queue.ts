@@ -52,14 +52,25 @@ export class EventQueue {
   }
 
   /**
-   * Adds one job carrying `events` from `source`; resolves once Redis acknowledged it.
+   * Adds one job carrying `events` from `source`, with the sending key's grants
+   * (`mayWriteFor`); resolves once Redis acknowledged it.
    * @throws PromosyncError `unavailable` when Redis cannot take it.
    */
-  async enqueue(events: EventInput[], source: string, wait = false): Promise<string> {
+  async enqueue(
+    events: EventInput[],
+    source: string,
+    wait = false,
+    mayWriteFor: readonly string[] = [],
+  ): Promise<string> {
     try {
       const job = await this.queue.add(
         'events',
-        { source, events, ...(wait ? { wait: true } : {}) },
+        {
+          source,
+          events,
+          ...(wait ? { wait: true } : {}),
+          ...(mayWriteFor.length > 0 ? { mayWriteFor } : {}),
+        },
         this.jobOptions,
       );
       return job.id!;

@@ -160,7 +160,12 @@ export class EventWorker {
     try {
       const envelope = readJobData(job.data);
       const { events } = this.opts.registry.validate(envelope.raw, envelope.source, envelope.indexed);
-      return { batch: events.map((event) => ({ event, jobId: job.id ?? null })), wait: envelope.wait };
+      const grants = envelope.mayWriteFor;
+      const batch = events.map((event) => ({
+        event: grants.length > 0 ? { ...event, mayWriteFor: grants } : event,
+        jobId: job.id ?? null,
+      }));
+      return { batch, wait: envelope.wait };
     } catch (err) {
       if (!(err instanceof PromosyncError)) throw err;
       log().warn({ code: err.code, problems: err.problems }, 'rejected a bad job');
@@ -204,7 +209,10 @@ export class EventWorker {
     }
   }
 
-  /** Counts the outcomes (per label set, added once per job, not once per event) and logs anomalies. */
+  /**
+   * Counts the outcomes (per label set, added once per job, not once per event) and logs
+   * anomalies, conflicts, rejections and admin events on others' entities.
+   */
   private countOutcomes(batch: BatchEvent[], applied: AppliedEvent[], log: JobLog): void {
     const tally = new Map<string, { machine: string; source: string; outcome: CountedOutcome; n: number }>();
     const count = (machine: string, source: string, outcome: CountedOutcome): void => {
@@ -221,6 +229,28 @@ export class EventWorker {
         log().warn(
           { machine: e.machine, entityId: e.entityId, eventId: e.eventId, type: e.type },
           'anomaly: applied a move the machine does not allow',
+        );
+      }
+      if (a.outcome === 'conflict' || a.outcome === 'rejected') {
+        const at = {
+          machine: e.machine,
+          entityId: e.entityId,
+          eventId: e.eventId,
+          type: e.type,
+          reason: a.reason,
+        };
+        if (a.outcome === 'conflict') log().warn(at, 'conflict: an eventId seen before with other content');
+        else log().info(at, 'rejected');
+      } else if (a.actedFor !== undefined && a.actedFor !== e.source) {
+        log().info(
+          {
+            machine: e.machine,
+            entityId: e.entityId,
+            eventId: e.eventId,
+            owner: a.actedFor,
+            outcome: a.outcome,
+          },
+          'admin event on an entity of another source',
         );
       }
     });
@@ -251,6 +281,7 @@ function jobResult(batch: BatchEvent[], applied: AppliedEvent[], wait: boolean):
       outcome: a.outcome,
       anomaly: a.anomaly,
       state: a.status,
+      ...(a.reason !== undefined ? { reason: a.reason } : {}),
     };
   });
   return { counts, results };

@@ -1,207 +1,274 @@
+import { readFileSync } from 'node:fs';
+import type { MachineRegistry, Ordering, PreparedEvent } from '../domain/index.ts';
+import { ADMIN_SOURCE, contentHash, sqlFieldEntry, sqlFieldKey, sqlRankOfKey } from '../domain/index.ts';
+
+/** An event on its way to the store, with the job that carried it. */
+export interface BatchEvent {
+  event: PreparedEvent;
+  jobId: string | null;
+}
+
+type Cell = string | number | null;
+
+/** One array parameter of the apply statement: its column name, element type and values. */
+interface Column<R> {
+  name: string;
+  pgType: string;
+  get(row: R): Cell;
+}
+
+/** An event as the statement receives it: in entity order, with its place in the batch. */
+interface EventRow {
+  event: PreparedEvent;
+  jobId: string | null;
+  /** Arrival index in the batch. */
+  idx: number;
+  /** The entity's group number (its position in the entity list). */
+  grp: number;
+  /** The first event of the batch with its (source, eventId). */
+  first: boolean;
+  /** {@link contentHash} of an event with an eventId, else null. */
+  hash: string | null;
+}
+
+/** Per event: what `{{events}}` unnests. */
+const EVENT_COLUMNS: readonly Column<EventRow>[] = [
+  { name: 'machine', pgType: 'text', get: (r) => r.event.machine },
+  { name: 'entity_id', pgType: 'text', get: (r) => r.event.entityId },
+  { name: 'type', pgType: 'text', get: (r) => r.event.type },
+  { name: 'key', pgType: 'bigint', get: (r) => r.event.key.toString() },
+  { name: 'version', pgType: 'bigint', get: (r) => r.event.version },
+  { name: 'event_id', pgType: 'text', get: (r) => r.event.eventId },
+  { name: 'source', pgType: 'text', get: (r) => r.event.source },
+  { name: 'merchant_id', pgType: 'text', get: (r) => r.event.merchantId },
+  { name: 'data', pgType: 'text', get: (r) => (r.event.data === null ? null : JSON.stringify(r.event.data)) },
+  { name: 'target', pgType: 'text', get: (r) => r.event.target },
+  { name: 'occurred_at', pgType: 'timestamptz', get: (r) => r.event.occurredAt },
+  { name: 'job_id', pgType: 'text', get: (r) => r.jobId },
+  { name: 'idx', pgType: 'int', get: (r) => r.idx },
+  { name: 'grp', pgType: 'int', get: (r) => r.grp },
+  { name: 'first', pgType: 'bool', get: (r) => (r.first ? 't' : 'f') },
+  { name: 'content_hash', pgType: 'text', get: (r) => r.hash },
+  {
+    name: 'grants',
+    pgType: 'text',
+    get: (r) => (r.event.mayWriteFor?.length ? arrayLiteral(r.event.mayWriteFor) : null),
+  },
+];
+
+interface EntityRow {
+  machine: string;
+  entityId: string;
+}
+
+/** Per entity, in group order: what `{{entities}}` unnests. */
+const ENTITY_COLUMNS: readonly Column<EntityRow>[] = [
+  { name: 'machine', pgType: 'text', get: (r) => r.machine },
+  { name: 'entity_id', pgType: 'text', get: (r) => r.entityId },
+];
+
+/** An idempotency key to claim: the first event of the batch with it, and its hash. */
+interface ClaimRow {
+  event: PreparedEvent;
+  hash: string;
+}
+
+/** Per idempotency key to claim, sorted: what `{{claims}}` unnests. */
+const CLAIM_COLUMNS: readonly Column<ClaimRow>[] = [
+  { name: 'source', pgType: 'text', get: (c) => c.event.source },
+  { name: 'event_id', pgType: 'text', get: (c) => c.event.eventId },
+  { name: 'content_hash', pgType: 'text', get: (c) => c.hash },
+];
+
+/** Parameter numbers: the columns in this order, then the machines. */
+const FIRST_EVENT = 1;
+const FIRST_ENTITY = FIRST_EVENT + EVENT_COLUMNS.length;
+const FIRST_CLAIM = FIRST_ENTITY + ENTITY_COLUMNS.length;
+const MACHINES_PARAM = FIRST_CLAIM + CLAIM_COLUMNS.length;
+
+/** Every parameter of the apply statement, in order (a test holds the table in apply.sql to it). */
+export const APPLY_PARAMS: readonly { n: number; name: string; pgType: string }[] = [
+  ...[...EVENT_COLUMNS, ...ENTITY_COLUMNS, ...CLAIM_COLUMNS].map((c, i) => ({
+    n: FIRST_EVENT + i,
+    name: c.name,
+    pgType: `${c.pgType}[]`,
+  })),
+  { n: MACHINES_PARAM, name: 'machines', pgType: 'jsonb' },
+];
+
+/** `unnest($a::t[], …) [WITH ORDINALITY] AS alias(name, … [, ord])` for columns from parameter `first` on. */
+function unnestSql<R>(
+  columns: readonly Column<R>[],
+  first: number,
+  ordinality: boolean,
+  alias: string,
+): string {
+  const args = columns.map((c, i) => `$${first + i}::${c.pgType}[]`).join(', ');
+  const names = [...columns.map((c) => c.name), ...(ordinality ? ['ord'] : [])].join(', ');
+  return `unnest(${args})${ordinality ? ' WITH ORDINALITY' : ''} AS ${alias}(${names})`;
+}
+
+const PLACEHOLDERS: Record<string, (...args: string[]) => string> = {
+  events: () => unnestSql(EVENT_COLUMNS, FIRST_EVENT, true, 'u'),
+  entities: () => unnestSql(ENTITY_COLUMNS, FIRST_ENTITY, true, 'u'),
+  claims: () => unnestSql(CLAIM_COLUMNS, FIRST_CLAIM, false, 'k'),
+  machines: () => `$${MACHINES_PARAM}::jsonb`,
+  admin_source: () => `'${ADMIN_SOURCE}'`,
+  rank_of_key: (ordering, key) => sqlRankOfKey(ordering as Ordering, key!),
+  field_entry: (value, key, event, version) => sqlFieldEntry(value!, key!, event!, version!),
+  field_key: (entry) => sqlFieldKey(entry!),
+};
+
 /**
- * The apply statement: SPEC §3 for a whole batch, in one atomic statement.
- *
- * The caller ({@link applyParams} in apply.ts) hands the batch over grouped by entity, in a
- * fixed entity order, arrival order kept within each entity: parallel arrays $1–$12 (one
- * element per event), $14 the arrival index, $15 the entity's group number, $16 whether the
- * event is the first of the batch with its (source, eventId); $17/$18 the entities in group
- * order; $19/$20 the idempotency keys to claim, sorted. $13 holds the machines' targets by
- * rank and reachability as JSON. Everything the statement sorts or joins on is then a small
- * integer, and its locks follow one order in every worker. Steps:
- *  1. `fresh_ids` claims idempotency keys; an event whose (source, eventId) was claimed
- *     before, by an earlier batch or earlier in this one, is a duplicate.
- *  2. `cur` reads the touched rows without locking. Keys only grow, so an event that loses
- *     against this snapshot loses for good: such rows are neither locked nor written.
- *  3. `locked` locks the remaining rows in group order, so concurrent batches wait on each
- *     other instead of deadlocking, and reads their latest version.
- *  4. `ev` replays the batch per entity in arrival order with window functions: the
- *     outcome of each event against the row and the events before it, and anomalies.
- *  5. `delta` folds each entity's events: the winning status and, per field, the value of
- *     the highest-keyed event that carries it (last-writer-wins by key).
- *  6. `upd`/`ins` write only rows that change; `logged` writes every event to the log.
- *  7. If another batch created one of our new rows meanwhile, `promosync_require` aborts
- *     the statement with serialization_failure and the caller runs it again.
+ * The statement of `apply.sql` with its placeholders filled in. Its leading comment (the
+ * parameter table) stays in the file: the server needs only the statement.
+ * @throws Error on an unknown placeholder or a wrong number of arguments: a broken file must
+ * fail at load, not on the first batch.
  */
-export const APPLY_SQL = `
-WITH
-m AS (SELECT $13::jsonb AS j),
-input AS (
-  SELECT u.ord::int AS ord, u.idx, u.grp, u.first, u.machine, u.entity_id, u.type, u.key, u.version,
-         u.event_id, u.source, u.merchant_id, u.data::jsonb AS data, u.target, u.occurred_at, u.job_id
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
-              $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[], $14::int[], $15::int[],
-              $16::bool[])
-       WITH ORDINALITY AS u(machine, entity_id, type, key, version, event_id, source, merchant_id, data,
-                            target, occurred_at, job_id, idx, grp, first, ord)
-),
-ents AS (
-  SELECT (u.ord - 1)::int AS grp, u.machine, u.entity_id
-  FROM unnest($17::text[], $18::text[]) WITH ORDINALITY AS u(machine, entity_id, ord)
-),
-fresh_ids AS (
-  INSERT INTO event_key (source, event_id)
-  SELECT source, event_id FROM unnest($19::text[], $20::text[]) AS k(source, event_id)
-  ON CONFLICT DO NOTHING
-  RETURNING source, event_id
-),
-cur AS (
-  -- One primary-key lookup per entity (OFFSET 0 keeps the planner from hashing the whole table).
-  SELECT n.grp, e.status, e.key, e.merchant_id, e.fields
-  FROM ents n CROSS JOIN LATERAL (
-    SELECT e.status, e.key, e.merchant_id, e.fields FROM entity e
-    WHERE e.machine = n.machine AND e.entity_id = n.entity_id OFFSET 0) e
-),
-cand AS (
-  SELECT DISTINCT c.grp
-  FROM cur c JOIN input i USING (grp)
-  WHERE i.key > c.key
-     OR (c.merchant_id IS NULL AND i.merchant_id IS NOT NULL)
-     OR (i.data IS NOT NULL AND promosync_fields_win(c.fields, i.data, i.key))
-),
-locked AS (
-  SELECT n.grp, e.status, e.key, e.merchant_id, e.fields
-  FROM ents n JOIN cand USING (grp) CROSS JOIN LATERAL (
-    SELECT e.status, e.key, e.merchant_id, e.fields FROM entity e
-    WHERE e.machine = n.machine AND e.entity_id = n.entity_id OFFSET 0 FOR UPDATE) e
-  ORDER BY n.grp
-),
-base AS (
-  SELECT * FROM locked
-  UNION ALL
-  SELECT c.* FROM cur c WHERE NOT EXISTS (SELECT 1 FROM cand WHERE cand.grp = c.grp)
-),
-ev1 AS (
-  SELECT i.ord, i.idx, i.grp, i.machine, i.type, i.key, i.version, i.merchant_id, i.target,
-         i.data IS NOT NULL AS has_data,
-         b.status AS row_status, b.key AS row_key, b.merchant_id AS row_merchant,
-         (b.grp IS NOT NULL) AS row_exists,
-         (i.event_id IS NULL OR (i.first AND f.event_id IS NOT NULL)) AS fresh
-  FROM input i
-  LEFT JOIN base b USING (grp)
-  LEFT JOIN fresh_ids f ON f.source = i.source AND f.event_id = i.event_id
-),
-ev1k AS (
-  -- Duplicates by key among fresh events. Only events after the owner is known can be
-  -- rejected, so up to the event that sets the owner this equals the final replay.
-  SELECT ev1.*,
-         coalesce(fresh AND key = greatest(row_key, max(key) FILTER (WHERE fresh) OVER (
-            PARTITION BY grp ORDER BY ord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)), false) AS key_dup
-  FROM ev1
-),
-ev2 AS (
-  -- The owner: the row's merchant, else that of the first event that carries one and changes
-  -- something. "First" is the lowest ord, packed in front of the merchant id so min() finds it.
-  SELECT ev1k.*,
-         coalesce(row_merchant, substr(min(lpad(ord::text, 10, '0') || merchant_id)
-           FILTER (WHERE fresh AND NOT key_dup) OVER (PARTITION BY grp), 11)) AS owner
-  FROM ev1k
-),
-ev3 AS (
-  SELECT ev2.*,
-         (fresh AND NOT (merchant_id IS NOT NULL AND owner IS NOT NULL AND merchant_id <> owner)) AS valid
-  FROM ev2
-),
-ev4 AS (
-  SELECT ev3.*,
-         max(key) FILTER (WHERE valid) OVER (
-           PARTITION BY grp ORDER BY ord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS batch_prev
-  FROM ev3
-),
-ev AS (
-  SELECT ev4.*,
-         CASE
-           WHEN NOT fresh THEN 'duplicate'
-           WHEN NOT valid THEN 'rejected'
-           WHEN greatest(row_key, batch_prev) IS NULL OR key > greatest(row_key, batch_prev) THEN 'applied'
-           WHEN key = greatest(row_key, batch_prev) THEN 'duplicate'
-           ELSE 'stale'
-         END AS outcome,
-         CASE
-           WHEN batch_prev IS NOT NULL AND (row_key IS NULL OR batch_prev > row_key) THEN
-             (SELECT m.j -> ev4.machine -> 'targets' ->> (
-                CASE WHEN m.j -> ev4.machine ->> 'ordering' = 'version' THEN batch_prev % 512
-                     ELSE batch_prev >> 53 END)::text FROM m)
-           ELSE row_status
-         END AS prev_status
-  FROM ev4
-),
-evx AS (
-  SELECT ev.*,
-         (outcome = 'applied' AND prev_status IS NOT NULL AND NOT coalesce(
-            (SELECT (m.j -> ev.machine -> 'reach' -> ev.prev_status) ? ev.target FROM m), false)) AS anomaly
-  FROM ev
-),
-top AS (
-  SELECT DISTINCT ON (grp) grp, type, key, version, target
-  FROM evx WHERE outcome = 'applied'
-  ORDER BY grp, key DESC, ord
-),
-fd AS (
-  SELECT DISTINCT ON (e.grp, d.key) e.grp, d.key AS name, d.value, e.key, e.type, e.version
-  FROM evx e JOIN input i USING (ord) CROSS JOIN LATERAL jsonb_each(i.data) d
-  WHERE e.has_data AND e.outcome IN ('applied', 'stale')
-  ORDER BY e.grp, d.key, e.key DESC, e.ord
-),
-fdelta AS (
-  SELECT fd.grp, jsonb_object_agg(fd.name, jsonb_build_object('v', fd.value, 'k', fd.key, 'e', fd.type, 'n', fd.version)) AS fields
-  FROM fd LEFT JOIN base b USING (grp)
-  WHERE b.fields IS NULL OR NOT (b.fields ? fd.name) OR fd.key > (b.fields -> fd.name ->> 'k')::bigint
-  GROUP BY fd.grp
-),
-ent AS (
-  SELECT grp, bool_or(row_exists) AS row_exists, min(row_merchant) AS row_merchant,
-         min(owner) AS owner, count(*) FILTER (WHERE anomaly)::int AS anomalies
-  FROM evx GROUP BY grp
-),
-delta AS (
-  SELECT n.grp, s.machine, s.entity_id, n.row_exists, n.owner, n.anomalies,
-         t.type, t.key, t.version, t.target, f.fields
-  FROM ent n
-  JOIN ents s USING (grp)
-  LEFT JOIN top t USING (grp)
-  LEFT JOIN fdelta f USING (grp)
-  WHERE t.grp IS NOT NULL OR f.grp IS NOT NULL OR (n.row_merchant IS NULL AND n.owner IS NOT NULL)
-),
-upd AS (
-  UPDATE entity e SET
-    status = coalesce(d.target, e.status),
-    last_event = coalesce(d.type, e.last_event),
-    key = coalesce(d.key, e.key),
-    version = CASE WHEN d.type IS NULL THEN e.version ELSE d.version END,
-    merchant_id = coalesce(e.merchant_id, d.owner),
-    fields = CASE WHEN d.fields IS NULL THEN e.fields ELSE e.fields || d.fields END,
-    anomalies = e.anomalies + d.anomalies,
-    updated_at = now()
-  FROM delta d
-  WHERE d.row_exists AND e.machine = d.machine AND e.entity_id = d.entity_id
-    -- The same rows again, as arrays the primary key can look up, so the planner reads the rows
-    -- that change instead of hashing the whole table.
-    AND e.machine = ANY (ARRAY(SELECT DISTINCT machine FROM delta WHERE row_exists))
-    AND e.entity_id = ANY (ARRAY(SELECT entity_id FROM delta WHERE row_exists))
-),
-ins AS (
-  INSERT INTO entity (machine, entity_id, status, last_event, key, version, merchant_id, fields, anomalies)
-  SELECT d.machine, d.entity_id, d.target, d.type, d.key, d.version, d.owner, coalesce(d.fields, '{}'), d.anomalies
-  FROM delta d WHERE NOT d.row_exists AND d.type IS NOT NULL
-  ORDER BY d.grp
-  ON CONFLICT (machine, entity_id) DO NOTHING
-  RETURNING 1
-),
-logged AS (
-  INSERT INTO event_log (machine, entity_id, type, version, event_id, source, merchant_id, data, occurred_at,
-                         outcome, anomaly, job_id)
-  SELECT i.machine, i.entity_id, i.type, i.version, i.event_id, i.source, i.merchant_id, i.data, i.occurred_at,
-         e.outcome, e.anomaly, i.job_id
-  FROM evx e JOIN input i USING (ord) ORDER BY e.idx
-),
-guard AS (
-  SELECT promosync_require(
-    (SELECT count(*) FROM ins) = (SELECT count(*) FROM delta WHERE NOT row_exists AND type IS NOT NULL),
-    'an entity of this batch was created concurrently') AS ok
-)
-SELECT e.idx, e.outcome, e.anomaly, coalesce(t.target, e.row_status) AS status
-FROM evx e
-LEFT JOIN top t USING (grp)
-CROSS JOIN guard
-ORDER BY e.idx
-`;
+export function renderApplySql(template: string): string {
+  const body = template.replace(/^(?:--.*\n|\s*\n)*/, '');
+  return body.replace(/\{\{(\w+)(?:\(([^)]*)\))?\}\}/g, (match, name: string, args: string | undefined) => {
+    const fill = PLACEHOLDERS[name];
+    const list = args === undefined ? [] : args.split(',').map((a) => a.trim());
+    if (!fill || fill.length !== list.length) throw new Error(`apply.sql: bad placeholder ${match}`);
+    if (name === 'rank_of_key' && list[0] !== 'rank' && list[0] !== 'version') {
+      throw new Error(`apply.sql: ${match} needs the ordering rank or version`);
+    }
+    return fill(...list);
+  });
+}
+
+/** The file the statement lives in, next to this module (found the same way from tsx and the image). */
+export const APPLY_SQL_FILE = new URL('./apply.sql', import.meta.url);
+
+/** The apply statement (see apply.sql), read and filled in once, at module load. */
+export const APPLY_SQL = renderApplySql(readFileSync(APPLY_SQL_FILE, 'utf8'));
+
+/** What the apply statement needs to know about each machine, as its `machines` parameter. */
+export function machinesParam(registry: MachineRegistry): string {
+  const out: Record<string, unknown> = {};
+  for (const info of registry.list()) {
+    const a = info.analysis;
+    out[a.name] = {
+      ordering: a.ordering,
+      targets: Object.fromEntries(a.events.map((e) => [String(e.rank), e.target])),
+      reach: a.reachable,
+    };
+  }
+  return JSON.stringify(out);
+}
+
+const QUOTE_OR_BACKSLASH = /["\\]/;
+/** A JSON escape other than \" and \\: one the array syntax would read differently. */
+const OTHER_ESCAPE = /\\[^"\\]/;
+
+/**
+ * A Postgres array literal (`{"a","b",NULL}`) of strings and numbers, as `$n::text[]` and its
+ * kin read it. It runs while the database waits for the next batch, so the common case is
+ * JSON.stringify's: its array syntax differs from Postgres' only in the brackets and in
+ * escapes other than \" and \\ (control characters), and those take the slow path.
+ */
+export function arrayLiteral(items: readonly Cell[]): string {
+  const json = JSON.stringify(items);
+  if (!OTHER_ESCAPE.test(json)) return `{${json.slice(1, -1)}}`;
+  const parts = new Array<string>(items.length);
+  for (let i = 0; i < items.length; i++) {
+    const v = items[i];
+    parts[i] =
+      v === null || v === undefined
+        ? 'NULL'
+        : typeof v === 'number'
+          ? String(v)
+          : QUOTE_OR_BACKSLASH.test(v)
+            ? `"${v.replace(/["\\]/g, '\\$&')}"`
+            : `"${v}"`;
+  }
+  return `{${parts.join(',')}}`;
+}
+
+/** One array literal per column, over the rows. */
+function columnLiterals<R>(columns: readonly Column<R>[], rows: readonly R[]): string[] {
+  return columns.map((c) => {
+    const cells = new Array<Cell>(rows.length);
+    for (let i = 0; i < rows.length; i++) cells[i] = c.get(rows[i]!);
+    return arrayLiteral(cells);
+  });
+}
+
+const bySourceAndId = ({ event: x }: ClaimRow, { event: y }: ClaimRow): number =>
+  x.source !== y.source
+    ? x.source < y.source
+      ? -1
+      : 1
+    : x.eventId! < y.eventId!
+      ? -1
+      : x.eventId! > y.eventId!
+        ? 1
+        : 0;
+
+/**
+ * The parameters of {@link APPLY_SQL} for a batch. Events go over grouped by entity, the
+ * entities sorted by (machine, entityId) and each entity's events in arrival order, so the
+ * statement's window functions find their input already in order; the idempotency keys to
+ * claim go sorted by (source, eventId). Both orders are the same in every worker, which is
+ * what keeps concurrent batches from deadlocking on rows or keys.
+ */
+export function applyParams(batch: readonly BatchEvent[], machines: string): string[] {
+  const n = batch.length;
+  const events = batch.map((b) => b.event);
+  // Entities in (machine, entityId) order, each one's events in arrival order.
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => {
+    const x = events[a]!;
+    const y = events[b]!;
+    if (x.machine !== y.machine) return x.machine < y.machine ? -1 : 1;
+    if (x.entityId !== y.entityId) return x.entityId < y.entityId ? -1 : 1;
+    return a - b;
+  });
+  // The first event of the batch with each (source, eventId), in arrival order.
+  const first = new Array<boolean>(n);
+  const hashes = new Array<string | null>(n);
+  const seen = new Set<string>();
+  const claims: ClaimRow[] = [];
+  for (let i = 0; i < n; i++) {
+    const e = events[i]!;
+    if (e.eventId === null) {
+      first[i] = true;
+      hashes[i] = null;
+    } else {
+      const hash = contentHash(e);
+      hashes[i] = hash;
+      const id = `${e.source}\u0000${e.eventId}`;
+      first[i] = !seen.has(id);
+      if (first[i]) {
+        seen.add(id);
+        claims.push({ event: e, hash });
+      }
+    }
+  }
+  claims.sort(bySourceAndId);
+
+  const rows = new Array<EventRow>(n);
+  const entities: EntityRow[] = [];
+  for (let at = 0; at < n; at++) {
+    const i = order[at]!;
+    const e = events[i]!;
+    const last = entities.at(-1);
+    if (!last || last.entityId !== e.entityId || last.machine !== e.machine) {
+      entities.push({ machine: e.machine, entityId: e.entityId });
+    }
+    rows[at] = {
+      event: e,
+      jobId: batch[i]!.jobId,
+      idx: i,
+      grp: entities.length - 1,
+      first: first[i]!,
+      hash: hashes[i]!,
+    };
+  }
+  return [
+    ...columnLiterals(EVENT_COLUMNS, rows),
+    ...columnLiterals(ENTITY_COLUMNS, entities),
+    ...columnLiterals(CLAIM_COLUMNS, claims),
+    machines,
+  ];
+}

@@ -1,150 +1,40 @@
-import type { Pool } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import type { Logger } from 'pino';
-import type { MachineRegistry, PreparedEvent } from '../domain/index.ts';
-import type { Outcome } from '../domain/index.ts';
-import { APPLY_SQL } from './apply-sql.ts';
+import type { MachineRegistry, Outcome } from '../domain/index.ts';
+import { APPLY_SQL, applyParams, machinesParam, type BatchEvent } from './apply-sql.ts';
 import { isRetryable, isTransient } from './pg-errors.ts';
+import { refoldEntity } from './rebuild.ts';
 
-export { APPLY_SQL };
+export {
+  APPLY_SQL,
+  APPLY_PARAMS,
+  applyParams,
+  arrayLiteral,
+  machinesParam,
+  type BatchEvent,
+} from './apply-sql.ts';
 
 /** The outcome of one event and its entity's status after the batch. */
 export interface AppliedEvent {
   outcome: Outcome;
   anomaly: boolean;
   status: string | null;
+  /** Why it was `rejected` or a `conflict`. */
+  reason?: string;
+  /** An admin event's: the source owning the entity, which it acted for (docs/design.md#ownership). */
+  actedFor?: string;
 }
 
-/** An event on its way to the store, with the job that carried it. */
-export interface BatchEvent {
-  event: PreparedEvent;
-  jobId: string | null;
-}
-
-/** What the apply statement needs to know about each machine, as its $13 parameter. */
-export function machinesParam(registry: MachineRegistry): string {
-  const out: Record<string, unknown> = {};
-  for (const info of registry.list()) {
-    const a = info.analysis;
-    out[a.name] = {
-      ordering: a.ordering,
-      targets: Object.fromEntries(a.events.map((e) => [String(e.rank), e.target])),
-      reach: a.reachable,
-    };
-  }
-  return JSON.stringify(out);
-}
-
-const QUOTE_OR_BACKSLASH = /["\\]/;
-/** A JSON escape other than \" and \\: one the array syntax would read differently. */
-const OTHER_ESCAPE = /\\[^"\\]/;
-
-/**
- * A Postgres array literal (`{"a","b",NULL}`) of strings and numbers, as `$n::text[]` and its
- * kin read it. It runs while the database waits for the next batch, so the common case is
- * JSON.stringify's: its array syntax differs from Postgres' only in the brackets and in
- * escapes other than \" and \\ (control characters), and those take the slow path.
- */
-export function arrayLiteral(items: readonly (string | number | null)[]): string {
-  const json = JSON.stringify(items);
-  if (!OTHER_ESCAPE.test(json)) return `{${json.slice(1, -1)}}`;
-  const parts = new Array<string>(items.length);
-  for (let i = 0; i < items.length; i++) {
-    const v = items[i];
-    parts[i] =
-      v === null || v === undefined
-        ? 'NULL'
-        : typeof v === 'number'
-          ? String(v)
-          : QUOTE_OR_BACKSLASH.test(v)
-            ? `"${v.replace(/["\\]/g, '\\$&')}"`
-            : `"${v}"`;
-  }
-  return `{${parts.join(',')}}`;
-}
-
-/**
- * The parameters of {@link APPLY_SQL} for a batch. Events go over grouped by entity, the
- * entities sorted by (machine, entityId) and each entity's events in arrival order, so the
- * statement's window functions find their input already in order; the idempotency keys to
- * claim go sorted by (source, eventId). Both orders are the same in every worker, which is
- * what keeps concurrent batches from deadlocking on rows or keys.
- */
-export function applyParams(batch: BatchEvent[], machines: string): string[] {
-  const n = batch.length;
-  const events = batch.map((b) => b.event);
-  // Entities in (machine, entityId) order, each one's events in arrival order.
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => {
-    const x = events[a]!;
-    const y = events[b]!;
-    if (x.machine !== y.machine) return x.machine < y.machine ? -1 : 1;
-    if (x.entityId !== y.entityId) return x.entityId < y.entityId ? -1 : 1;
-    return a - b;
-  });
-  // The first event of the batch with each (source, eventId), in arrival order.
-  const first = new Array<boolean>(n);
-  const seen = new Set<string>();
-  const keys: PreparedEvent[] = [];
-  for (let i = 0; i < n; i++) {
-    const e = events[i]!;
-    if (e.eventId === null) first[i] = true;
-    else {
-      const id = `${e.source}\u0000${e.eventId}`;
-      first[i] = !seen.has(id);
-      if (first[i]) {
-        seen.add(id);
-        keys.push(e);
-      }
-    }
-  }
-  keys.sort((x, y) =>
-    x.source !== y.source
-      ? x.source < y.source
-        ? -1
-        : 1
-      : x.eventId! < y.eventId!
-        ? -1
-        : x.eventId! > y.eventId!
-          ? 1
-          : 0,
-  );
-
-  const cols = Array.from({ length: 15 }, () => new Array<string | number | null>(n));
-  const entMachines: string[] = [];
-  const entIds: string[] = [];
-  for (let at = 0; at < n; at++) {
-    const i = order[at]!;
-    const e = events[i]!;
-    const g = entIds.length - 1;
-    if (g < 0 || entIds[g] !== e.entityId || entMachines[g] !== e.machine) {
-      entMachines.push(e.machine);
-      entIds.push(e.entityId);
-    }
-    cols[0]![at] = e.machine;
-    cols[1]![at] = e.entityId;
-    cols[2]![at] = e.type;
-    cols[3]![at] = e.key.toString();
-    cols[4]![at] = e.version;
-    cols[5]![at] = e.eventId;
-    cols[6]![at] = e.source;
-    cols[7]![at] = e.merchantId;
-    cols[8]![at] = e.data === null ? null : JSON.stringify(e.data);
-    cols[9]![at] = e.target;
-    cols[10]![at] = e.occurredAt;
-    cols[11]![at] = batch[i]!.jobId;
-    cols[12]![at] = i;
-    cols[13]![at] = entIds.length - 1;
-    cols[14]![at] = first[i] ? 't' : 'f';
-  }
-  const lists = cols.map(arrayLiteral);
-  return [
-    ...lists.slice(0, 12),
-    machines,
-    ...lists.slice(12),
-    arrayLiteral(entMachines),
-    arrayLiteral(entIds),
-    arrayLiteral(keys.map((k) => k.source)),
-    arrayLiteral(keys.map((k) => k.eventId)),
-  ];
+/** One row of the apply statement's result, in arrival order. */
+interface ApplyRow {
+  idx: number;
+  outcome: Outcome;
+  anomaly: boolean;
+  status: string | null;
+  reason: string | null;
+  acted_for: string | null;
+  /** The batch moved the entity's owner to another source: recompute its row. */
+  refold: boolean;
 }
 
 const MAX_ATTEMPTS = 8;
@@ -173,10 +63,41 @@ export class Applier {
 
   constructor(
     private readonly pool: Pool,
-    registry: MachineRegistry,
+    private readonly registry: MachineRegistry,
     private readonly logger: Logger,
   ) {
     this.param = machinesParam(registry);
+  }
+
+  /**
+   * Recomputes, in the statement's transaction, the rows whose owner the batch moved to
+   * another source, and reports their status as recomputed.
+   */
+  private async refold(
+    client: PoolClient,
+    batch: BatchEvent[],
+    rows: readonly ApplyRow[],
+    out: AppliedEvent[],
+  ): Promise<void> {
+    const status = new Map<string, string | null>();
+    for (const r of rows) {
+      if (!r.refold) continue;
+      const { machine, entityId } = batch[r.idx]!.event;
+      const k = `${machine}\u0000${entityId}`;
+      if (status.has(k)) continue;
+      const row = await refoldEntity(client, this.registry, machine, entityId);
+      status.set(k, row?.status ?? null);
+      this.logger.info(
+        { machine, entityId, owner: row?.owner?.source },
+        'owner moved, row recomputed from its log',
+      );
+    }
+    rows.forEach((r, i) => {
+      if (r.refold) {
+        const { machine, entityId } = batch[r.idx]!.event;
+        out[i]!.status = status.get(`${machine}\u0000${entityId}`) ?? null;
+      }
+    });
   }
 
   async apply(batch: BatchEvent[]): Promise<AppliedEvent[]> {
@@ -198,19 +119,18 @@ export class Applier {
         try {
           await client.query(APPLY_BEGIN);
           open = true;
-          const res = await client.query<{
-            idx: number;
-            outcome: Outcome;
-            anomaly: boolean;
-            status: string | null;
-          }>({
-            name: 'promosync_apply',
-            text: APPLY_SQL,
-            values,
-          });
+          const res = await client.query<ApplyRow>({ name: 'promosync_apply', text: APPLY_SQL, values });
+          const out = res.rows.map((r): AppliedEvent => ({
+            outcome: r.outcome,
+            anomaly: r.anomaly,
+            status: r.status,
+            ...(r.reason === null ? {} : { reason: r.reason }),
+            ...(r.acted_for === null ? {} : { actedFor: r.acted_for }),
+          }));
+          if (res.rows.some((r) => r.refold)) await this.refold(client, batch, res.rows, out);
           await client.query('COMMIT');
           open = false;
-          return res.rows.map((r) => ({ outcome: r.outcome, anomaly: r.anomaly, status: r.status }));
+          return out;
         } catch (err) {
           if (!statementFailed(err)) broken = err instanceof Error ? err : new Error(String(err));
           else if (open) {

@@ -12,6 +12,8 @@ export interface Principal {
   source: string | null;
   /** producer: the machines it may push to; null means all. */
   machines: string[] | null;
+  /** producer: the owners besides its own source whose entities it may write (docs/api.md#ownership). */
+  mayWriteFor: string[];
   /** merchant: the only merchantId whose entities it can read. */
   merchantId: string | null;
 }
@@ -20,6 +22,7 @@ export interface NewKey {
   role: Role;
   source?: string;
   machines?: string[];
+  mayWriteFor?: string[];
   merchantId?: string;
   label?: string;
 }
@@ -57,6 +60,7 @@ export async function createKey(
       role: spec.role,
       source: spec.role === 'producer' ? (spec.source ?? null) : null,
       machines: spec.role === 'producer' ? (spec.machines ?? []) : [],
+      mayWriteFor: spec.role === 'producer' ? (spec.mayWriteFor ?? []) : [],
       merchantId: spec.role === 'merchant' ? (spec.merchantId ?? null) : null,
       label: spec.label ?? null,
     },
@@ -69,6 +73,7 @@ function toRecord(row: {
   role: string;
   source: string | null;
   machines: string[];
+  mayWriteFor: string[] | null;
   merchantId: string | null;
   label: string | null;
   createdAt: Date;
@@ -79,6 +84,7 @@ function toRecord(row: {
     role: row.role as Role,
     source: row.source,
     machines: row.machines.length === 0 ? null : row.machines,
+    mayWriteFor: row.mayWriteFor ?? [],
     merchantId: row.merchantId,
     label: row.label,
     createdAt: row.createdAt,

@@ -2,7 +2,13 @@ import { createHash } from 'node:crypto';
 import type { Pool } from 'pg';
 import { withTransaction } from './transaction.ts';
 import type { MachineRegistry } from '../domain/index.ts';
-import { PromosyncError } from '../domain/index.ts';
+import {
+  PromosyncError,
+  sqlFieldEvent,
+  sqlFieldVersion,
+  sqlOrderingKey,
+  sqlWithFieldKey,
+} from '../domain/index.ts';
 
 /** What changed for one machine since its definition was last stored. */
 export interface MachineSync {
@@ -62,7 +68,7 @@ export async function syncMachineDefs(
          SELECT 'event type', u.name, count(DISTINCT u.entity_id)::text FROM (
              SELECT entity_id, last_event AS name FROM entity WHERE machine = $1
              UNION ALL
-             SELECT e.entity_id, f.value ->> 'e' FROM entity e CROSS JOIN LATERAL jsonb_each(e.fields) f
+             SELECT e.entity_id, ${sqlFieldEvent('f.value')} FROM entity e CROSS JOIN LATERAL jsonb_each(e.fields) f
               WHERE e.machine = $1
            ) u
            WHERE u.name IS NOT NULL AND NOT ($3::jsonb ? u.name) GROUP BY u.name
@@ -81,14 +87,15 @@ export async function syncMachineDefs(
       // Also without a stored definition (a machine added again): recomputing is idempotent,
       // and on a first start there are no rows.
       const keyOf = (typeExpr: string, versionExpr: string): string =>
-        a.ordering === 'version'
-          ? `(coalesce(${versionExpr}, 0) * 512 + ($2::jsonb ->> ${typeExpr})::bigint)`
-          : `((($2::jsonb ->> ${typeExpr})::bigint << 53) + coalesce(${versionExpr}, 0))`;
+        sqlOrderingKey(a.ordering, `($2::jsonb ->> ${typeExpr})::bigint`, `coalesce(${versionExpr}, 0)`);
+      const fieldEvent = sqlFieldEvent('f.value');
       const res = await client.query(
         `UPDATE entity SET
              key = coalesce(${keyOf('last_event', 'version')}, key),
-             fields = coalesce((SELECT jsonb_object_agg(f.key, CASE WHEN $2::jsonb ? (f.value ->> 'e')
-                         THEN jsonb_set(f.value, '{k}', to_jsonb(${keyOf("(f.value ->> 'e')", "(f.value ->> 'n')::bigint")}))
+             -- The owner's key cannot be recomputed (its event is not stored): key 0 pins the owner.
+             owner_key = CASE WHEN owner_source IS NULL THEN owner_key ELSE 0 END,
+             fields = coalesce((SELECT jsonb_object_agg(f.key, CASE WHEN $2::jsonb ? ${fieldEvent}
+                         THEN ${sqlWithFieldKey('f.value', keyOf(fieldEvent, sqlFieldVersion('f.value')))}
                          ELSE f.value END)
                        FROM jsonb_each(fields) f), '{}'::jsonb)
            WHERE machine = $1`,

@@ -1,6 +1,6 @@
 import type { PrismaClient } from './db.ts';
 import type { FieldValue } from '../domain/index.ts';
-import { ID_PATTERN, PromosyncError } from '../domain/index.ts';
+import { ID_PATTERN, PromosyncError, storedValues, type StoredField } from '../domain/index.ts';
 
 /** An entity as the API returns it. */
 export interface EntityView {
@@ -49,7 +49,6 @@ interface EntityRow {
 }
 
 function toView(r: EntityRow): EntityView {
-  const fields = (r.fields ?? {}) as Record<string, { v: FieldValue }>;
   return {
     id: r.entityId,
     machine: r.machine,
@@ -57,7 +56,7 @@ function toView(r: EntityRow): EntityView {
     lastEvent: r.lastEvent,
     version: r.version === null ? null : Number(r.version),
     merchantId: r.merchantId,
-    attributes: Object.fromEntries(Object.entries(fields).map(([k, f]) => [k, f.v])),
+    attributes: storedValues((r.fields ?? {}) as Record<string, StoredField>),
     anomalies: r.anomalies,
     createdAt: r.createdAt.toISOString(),
     updatedAt: r.updatedAt.toISOString(),

@@ -1,7 +1,18 @@
 import type { Pool, PoolClient } from 'pg';
 import { withTransaction } from './transaction.ts';
-import type { EventInput, FieldEntry, FieldValue, MachineRegistry, PreparedEvent } from '../domain/index.ts';
-import { compareRows, recomputeRow, PromosyncError, type Drift, type RowState } from '../domain/index.ts';
+import type { EventInput, FieldValue, MachineRegistry, Owner, PreparedEvent } from '../domain/index.ts';
+import {
+  compareRows,
+  decodeFields,
+  ownerOf,
+  encodeFields,
+  recomputeRow,
+  sqlExactFields,
+  PromosyncError,
+  type Drift,
+  type RowState,
+  type StoredField,
+} from '../domain/index.ts';
 
 /** What `rebuild` found for one entity. */
 export interface EntityDrift {
@@ -45,6 +56,7 @@ interface LogRow {
   source: string;
   merchant_id: string | null;
   data: Record<string, FieldValue> | null;
+  may_write_for: string[] | null;
 }
 
 interface EntityRow {
@@ -54,29 +66,34 @@ interface EntityRow {
   key: string;
   version: string | null;
   merchant_id: string | null;
+  owner_source: string | null;
+  owner_key: string | null;
   anomalies: number;
-  fields: Record<string, { v: FieldValue; k: string; e: string; n: string | null }>;
+  fields: Record<string, StoredField>;
 }
 
 // Field keys go beyond 2^53: read them as text so they stay exact.
-const ENTITY_COLUMNS = `entity_id, status, last_event, key::text AS key, version::text AS version, merchant_id, anomalies,
-  (SELECT coalesce(jsonb_object_agg(f.key, jsonb_build_object('v', f.value -> 'v', 'k', f.value ->> 'k',
-     'e', f.value ->> 'e', 'n', f.value ->> 'n')), '{}'::jsonb) FROM jsonb_each(entity.fields) f) AS fields`;
+const ENTITY_COLUMNS = `entity_id, status, last_event, key::text AS key, version::text AS version, merchant_id,
+  owner_source, owner_key::text AS owner_key, anomalies, ${sqlExactFields('entity.fields')} AS fields`;
 
-const LOG_COLUMNS = 'entity_id, type, version::text AS version, source, merchant_id, data';
+// Duplicates are read too (see recomputeRow); conflicts never count.
+const LOG_COLUMNS = 'entity_id, type, version::text AS version, source, merchant_id, data, may_write_for';
+const LOG_FILTER = "outcome <> 'conflict'";
+
+const ownerOfRow = (r: EntityRow): Owner | null =>
+  r.owner_source === null || r.owner_key === null
+    ? null
+    : { source: r.owner_source, key: BigInt(r.owner_key) };
 
 function toRowState(r: EntityRow): RowState {
-  const fields: Record<string, FieldEntry> = {};
-  for (const [name, f] of Object.entries(r.fields)) {
-    fields[name] = { value: f.v, key: BigInt(f.k), event: f.e, version: f.n === null ? null : Number(f.n) };
-  }
   return {
     status: r.status,
     lastEvent: r.last_event,
     key: BigInt(r.key),
     version: r.version === null ? null : Number(r.version),
     merchantId: r.merchant_id,
-    fields,
+    owner: ownerOfRow(r),
+    fields: decodeFields(r.fields),
     anomalies: r.anomalies,
   };
 }
@@ -91,7 +108,26 @@ function prepareLogged(registry: MachineRegistry, machine: string, e: LogRow): P
     ...(e.merchant_id !== null ? { merchantId: e.merchant_id } : {}),
     ...(e.data !== null ? { data: e.data } : {}),
   };
-  return registry.prepare([input], e.source, false)[0]!;
+  const event = registry.prepare([input], e.source, false)[0]!;
+  return e.may_write_for === null || e.may_write_for.length === 0
+    ? event
+    : { ...event, mayWriteFor: e.may_write_for };
+}
+
+/**
+ * The row an entity's log (conflicts left out) recomputes to; a row stored before ownership
+ * existed keeps its owner (owner key 0 pins it).
+ */
+function recompute(
+  registry: MachineRegistry,
+  machine: string,
+  row: EntityRow | undefined,
+  log: LogRow[],
+): RowState | undefined {
+  const events = log.map((e) => prepareLogged(registry, machine, e));
+  const stored = row ? ownerOfRow(row) : null;
+  const owner = ownerOf(events, stored?.key === 0n ? stored : null);
+  return recomputeRow(events, (from, to) => registry.isReachable(machine, from, to), owner);
 }
 
 /** Compares one entity's row with its log; undefined when they agree. */
@@ -105,10 +141,7 @@ function check(
   const base = { machine, entityId, drifts: [] as Drift[], fixed: false };
   let recomputed: RowState | undefined;
   try {
-    recomputed = recomputeRow(
-      log.map((e) => prepareLogged(registry, machine, e)),
-      (from, to) => registry.isReachable(machine, from, to),
-    );
+    recomputed = recompute(registry, machine, row, log);
   } catch (err) {
     const reason =
       err instanceof PromosyncError
@@ -120,15 +153,6 @@ function check(
   if (!recomputed) return { drift: { ...base, kind: 'no-events' }, recomputed };
   const drifts = compareRows(toRowState(row), recomputed);
   return drifts.length === 0 ? undefined : { drift: { ...base, kind: 'drift', drifts }, recomputed };
-}
-
-/** The fields column as JSON text, keys written exactly. */
-function fieldsJson(fields: Record<string, FieldEntry>): string {
-  const parts = Object.entries(fields).map(
-    ([name, f]) =>
-      `${JSON.stringify(name)}:{"v":${JSON.stringify(f.value)},"k":${f.key.toString()},"e":${JSON.stringify(f.event)},"n":${f.version === null ? 'null' : String(f.version)}}`,
-  );
-  return `{${parts.join(',')}}`;
 }
 
 function groupLog(rows: LogRow[]): Map<string, LogRow[]> {
@@ -146,6 +170,60 @@ function snapshot<T>(pool: Pool, fn: (c: PoolClient) => Promise<T>): Promise<T> 
   return withTransaction(pool, fn, { begin: 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' });
 }
 
+/** Reads one entity's row (locking it) and its log inside `client`'s transaction. */
+async function readLocked(
+  client: PoolClient,
+  machine: string,
+  entityId: string,
+): Promise<{ row: EntityRow | undefined; log: LogRow[] }> {
+  const rows = await client.query<EntityRow>(
+    `SELECT ${ENTITY_COLUMNS} FROM entity WHERE machine = $1 AND entity_id = $2 FOR UPDATE`,
+    [machine, entityId],
+  );
+  const log = await client.query<LogRow>(
+    `SELECT ${LOG_COLUMNS} FROM event_log WHERE machine = $1 AND entity_id = $2 AND ${LOG_FILTER} ORDER BY id`,
+    [machine, entityId],
+  );
+  return { row: rows.rows[0], log: log.rows };
+}
+
+/** Writes a recomputed row: over the stored one (`update`), or as a new one. */
+async function writeRow(
+  client: PoolClient,
+  machine: string,
+  entityId: string,
+  r: RowState,
+  update: boolean,
+): Promise<boolean> {
+  const values = [
+    machine,
+    entityId,
+    r.status,
+    r.lastEvent,
+    r.key.toString(),
+    r.version,
+    r.merchantId,
+    encodeFields(r.fields),
+    r.anomalies,
+    r.owner?.source ?? null,
+    r.owner?.key.toString() ?? null,
+  ];
+  const written = update
+    ? await client.query(
+        `UPDATE entity SET status = $3, last_event = $4, key = $5, version = $6, merchant_id = $7,
+           fields = $8::jsonb, anomalies = $9, owner_source = $10, owner_key = $11, updated_at = now()
+         WHERE machine = $1 AND entity_id = $2`,
+        values,
+      )
+    : await client.query(
+        `INSERT INTO entity (machine, entity_id, status, last_event, key, version, merchant_id, fields, anomalies,
+                             owner_source, owner_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11) ON CONFLICT (machine, entity_id) DO NOTHING`,
+        values,
+      );
+  return written.rowCount === 1;
+}
+
 /**
  * Re-checks one entity under its row lock and rewrites the row from the log. Any batch
  * that would change the row waits for the lock, so nothing applied meanwhile is lost.
@@ -158,43 +236,31 @@ async function fixEntity(
   entityId: string,
 ): Promise<boolean> {
   return withTransaction(pool, async (client) => {
-    const rows = await client.query<EntityRow>(
-      `SELECT ${ENTITY_COLUMNS} FROM entity WHERE machine = $1 AND entity_id = $2 FOR UPDATE`,
-      [machine, entityId],
-    );
-    const log = await client.query<LogRow>(
-      `SELECT ${LOG_COLUMNS} FROM event_log WHERE machine = $1 AND entity_id = $2 AND outcome <> 'duplicate' ORDER BY id`,
-      [machine, entityId],
-    );
-    const found = check(registry, machine, entityId, rows.rows[0], log.rows);
+    const { row, log } = await readLocked(client, machine, entityId);
+    const found = check(registry, machine, entityId, row, log);
     const r = found?.recomputed;
     if (!found || !r || (found.drift.kind !== 'drift' && found.drift.kind !== 'missing-row')) return false;
-    const values = [
-      machine,
-      entityId,
-      r.status,
-      r.lastEvent,
-      r.key.toString(),
-      r.version,
-      r.merchantId,
-      fieldsJson(r.fields),
-      r.anomalies,
-    ];
-    const written =
-      found.drift.kind === 'drift'
-        ? await client.query(
-            `UPDATE entity SET status = $3, last_event = $4, key = $5, version = $6, merchant_id = $7,
-               fields = $8::jsonb, anomalies = $9, updated_at = now()
-             WHERE machine = $1 AND entity_id = $2`,
-            values,
-          )
-        : await client.query(
-            `INSERT INTO entity (machine, entity_id, status, last_event, key, version, merchant_id, fields, anomalies)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9) ON CONFLICT (machine, entity_id) DO NOTHING`,
-            values,
-          );
-    return written.rowCount === 1;
+    return writeRow(client, machine, entityId, r, found.drift.kind === 'drift');
   });
+}
+
+/**
+ * Recomputes an entity's row from its log inside the caller's transaction, after the apply
+ * statement moved its ownership to another source (docs/design.md#ownership): the former
+ * owner's events no longer count, the new owner's rejected ones now do. The statement holds
+ * the row's lock until the caller commits.
+ * @returns the row as written.
+ */
+export async function refoldEntity(
+  client: PoolClient,
+  registry: MachineRegistry,
+  machine: string,
+  entityId: string,
+): Promise<RowState | undefined> {
+  const { row, log } = await readLocked(client, machine, entityId);
+  const r = recompute(registry, machine, row, log);
+  if (r && row) await writeRow(client, machine, entityId, r, true);
+  return r;
 }
 
 /**
@@ -225,7 +291,7 @@ export async function rebuildRows(
         const ids = rows.rows.map((r) => r.entity_id);
         const log = await c.query<LogRow>(
           `SELECT ${LOG_COLUMNS} FROM event_log
-           WHERE machine = $1 AND entity_id = ANY($2::text[]) AND outcome <> 'duplicate' ORDER BY entity_id, id`,
+           WHERE machine = $1 AND entity_id = ANY($2::text[]) AND ${LOG_FILTER} ORDER BY entity_id, id`,
           [machine, ids],
         );
         return { rows: rows.rows, log: groupLog(log.rows), events: log.rows.length };
@@ -244,7 +310,7 @@ export async function rebuildRows(
     const orphans = await snapshot(pool, async (c) => {
       const log = await c.query<LogRow>(
         `SELECT ${LOG_COLUMNS} FROM event_log l
-         WHERE l.machine = $1 AND l.outcome <> 'duplicate'
+         WHERE l.machine = $1 AND l.${LOG_FILTER}
            AND NOT EXISTS (SELECT 1 FROM entity e WHERE e.machine = l.machine AND e.entity_id = l.entity_id)
          ORDER BY l.entity_id, l.id`,
         [machine],

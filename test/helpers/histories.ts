@@ -107,3 +107,24 @@ export function deliveryArb(
 export function renamed(h: GeneratedHistory, entityId: string): GeneratedHistory {
   return { entityId, events: h.events.map((e, i) => ({ ...e, entityId, eventId: `${entityId}-e${i}` })) };
 }
+
+/** The sources two producers write under in the ownership properties. */
+export const OWNER_SOURCES = ['src-a', 'src-b'] as const;
+
+/**
+ * Who sends each event: mostly `src-a`, about a third `src-b`, and about half of `src-b`'s
+ * events with a key granted `src-a` (`mayWriteFor`). Picked per eventId, so every copy of an
+ * event comes from the same source.
+ */
+export const sendersArb = fc.array(fc.nat({ max: 5 }), { minLength: 61, maxLength: 61 }).map((picks) => {
+  const pickOf = (eventId: string): number => {
+    let h = 7;
+    for (let i = 0; i < eventId.length; i++) h = (h * 31 + eventId.charCodeAt(i)) % 61;
+    return picks[h]!;
+  };
+  return (e: EventInput): { source: string; mayWriteFor?: string[] } => {
+    const p = pickOf(e.eventId ?? `${e.entityId}/${e.type}/${e.version ?? ''}`);
+    if (p < 4) return { source: 'src-a' };
+    return p === 4 ? { source: 'src-b' } : { source: 'src-b', mayWriteFor: ['src-a'] };
+  };
+});

@@ -12,14 +12,15 @@ import { applyInOrder, comparable } from '../helpers/expected.ts';
 import { createKey } from '../../src/store/keys.ts';
 import type { EntityView, EventView } from '../../src/store/queries.ts';
 
-/** SPEC §3 and §4 over real HTTP → Redis → worker → Postgres. */
+/** The apply rule and the event contract (docs/design.md#apply-rule, #event-contract) over real HTTP → Redis → worker → Postgres. */
 
 interface Result {
   eventId: string | null;
   entityId: string;
-  outcome: 'applied' | 'stale' | 'duplicate' | 'rejected';
+  outcome: 'applied' | 'stale' | 'duplicate' | 'conflict' | 'rejected';
   anomaly: boolean;
   state: string | null;
+  reason?: string;
 }
 
 interface WaitAnswer {
@@ -285,15 +286,30 @@ describe('events over REST', () => {
       expect(results.map((r) => r.outcome)).toEqual(['applied', 'duplicate']);
     });
 
-    it('an eventId seen before makes a duplicate even when the rest of the event differs', async () => {
+    it('an eventId seen before with other content is a conflict, reported with its reason, and changes nothing', async () => {
       await send(promo('dup-3', 'activate', { eventId: 'dup-3-x' }));
       const [r] = await send(promo('dup-3', 'complete', { eventId: 'dup-3-x', data: { title: 'no' } }));
-      expect(r).toMatchObject({ outcome: 'duplicate', state: 'ACTIVATED' });
+      expect(r).toEqual({
+        eventId: 'dup-3-x',
+        entityId: 'dup-3',
+        outcome: 'conflict',
+        anomaly: false,
+        state: 'ACTIVATED',
+        reason: 'eventId seen before with other content',
+      });
       expect(await entity('dup-3')).toMatchObject({ status: 'ACTIVATED', attributes: {} });
+      expect((await log('dup-3')).map((x) => x.outcome)).toEqual(['applied', 'conflict']);
+      const metrics = await (await fetch(`${h.url}/metrics`)).text();
+      expect(metrics).toMatch(/promosync_events_total\{[^}]*outcome="conflict"[^}]*\} [1-9]/);
     });
 
     it('the same eventId from another producer source is not a duplicate', async () => {
-      const { key } = await createKey(h.service.db.prisma, { role: 'producer', source: 'other-team' });
+      // other-team's key may write for test-src, the owner of dup-4.
+      const { key } = await createKey(h.service.db.prisma, {
+        role: 'producer',
+        source: 'other-team',
+        mayWriteFor: ['test-src'],
+      });
       await send(promo('dup-4', 'activate', { eventId: 'shared-id' }));
       const [r] = await send(promo('dup-4', 'complete', { eventId: 'shared-id' }), key);
       expect(r).toMatchObject({ outcome: 'applied', state: 'COMPLETED' });
@@ -307,6 +323,50 @@ describe('events over REST', () => {
       await send(promo('dup-5', 'activate', { version: 2 }));
       const [r] = await send(promo('dup-5', 'activate', { version: 2 }));
       expect(r).toMatchObject({ outcome: 'duplicate', state: 'ACTIVATED' });
+    });
+  });
+
+  describe('ownership by source', () => {
+    it("another source's event on an existing entity is rejected with the owner named, and changes nothing", async () => {
+      const { key } = await createKey(h.service.db.prisma, { role: 'producer', source: 'intruder' });
+      await send(promo('srcown-1', 'create', { eventId: 'srcown-1-c' }));
+      const [r] = await send(promo('srcown-1', 'activate', { eventId: 'srcown-1-a' }), key);
+      expect(r).toMatchObject({ outcome: 'rejected', state: 'CREATED', reason: 'owned by source test-src' });
+      expect(await entity('srcown-1')).toMatchObject({ status: 'CREATED' });
+      expect((await log('srcown-1')).map((x) => [x.source, x.outcome])).toEqual([
+        ['test-src', 'applied'],
+        ['intruder', 'rejected'],
+      ]);
+    });
+
+    it('a key created with --may-write-for the owner writes on its entities', async () => {
+      const { key } = await createKey(h.service.db.prisma, {
+        role: 'producer',
+        source: 'backoffice',
+        mayWriteFor: ['someone-else', 'test-src'],
+      });
+      await send(promo('srcown-2', 'create', { eventId: 'srcown-2-c' }));
+      const [r] = await send(promo('srcown-2', 'activate', { eventId: 'srcown-2-a' }), key);
+      expect(r).toMatchObject({ outcome: 'applied', state: 'ACTIVATED' });
+    });
+
+    it("an admin key's events act for any owner", async () => {
+      await send(promo('srcown-3', 'create', { eventId: 'srcown-3-c' }));
+      const [r] = await send(promo('srcown-3', 'delete', { eventId: 'srcown-3-d' }), h.keys.admin);
+      expect(r).toMatchObject({ outcome: 'applied', state: 'DELETED' });
+    });
+
+    it('a foreign event that arrived before the creator is undone when the creator arrives', async () => {
+      const { key } = await createKey(h.service.db.prisma, { role: 'producer', source: 'early-bird' });
+      const [early] = await send(promo('srcown-4', 'activate', { eventId: 'srcown-4-a' }), key);
+      expect(early).toMatchObject({ outcome: 'applied', state: 'ACTIVATED' });
+      const [creator] = await send(
+        promo('srcown-4', 'create', { eventId: 'srcown-4-c', data: { title: 'mine' } }),
+      );
+      expect(creator).toMatchObject({ state: 'CREATED' });
+      expect(await entity('srcown-4')).toMatchObject({ status: 'CREATED', attributes: { title: 'mine' } });
+      const [late] = await send(promo('srcown-4', 'complete', { eventId: 'srcown-4-x' }), key);
+      expect(late).toMatchObject({ outcome: 'rejected', reason: 'owned by source test-src' });
     });
   });
 

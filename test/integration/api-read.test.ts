@@ -285,7 +285,8 @@ describe('reading over REST', () => {
       expect(page.items.map((e) => [e.eventId, e.type, e.outcome, e.anomaly])).toEqual([
         ['log-a', 'activate', 'applied', false],
         ['log-b', 'create', 'stale', false],
-        ['log-a', 'activate', 'duplicate', false],
+        // The same eventId without the first one's merchant and data: a conflict.
+        ['log-a', 'activate', 'conflict', false],
         ['log-c', 'complete', 'rejected', false],
         ['log-d', 'complete', 'applied', false],
         ['log-e', 'delete', 'applied', true],

@@ -7,6 +7,7 @@ import { mergeEvent, type EntityState, type FieldEntry, type Outcome } from '../
 import { MachineRegistry, type PreparedEvent } from '../../src/domain/registry.ts';
 import type { EventInput } from '../../src/domain/event-schema.ts';
 import { PromosyncError } from '../../src/domain/errors.ts';
+import { mayActFor } from '../../src/domain/ownership.ts';
 import { machines } from '../../machines/index.ts';
 import { freshDatabase } from '../helpers/db.ts';
 import { applyInOrder, comparable } from '../helpers/expected.ts';
@@ -22,19 +23,28 @@ const batchOf = (events: PreparedEvent[], jobId: string | null = null) =>
   events.map((event) => ({ event, jobId }));
 const rowKey = (machine: string, entityId: string) => `${machine}\u0000${entityId}`;
 
-/** The apply rule of SPEC §3 run event by event: what every batch must amount to. */
+/** The apply rule (docs/design.md#apply-rule) run event by event: what every batch must amount to. */
 class Model {
   readonly rows = new Map<string, EntityState>();
   readonly anomalies = new Map<string, number>();
-  private readonly seen = new Set<string>();
+  private readonly seen = new Map<string, string>();
 
   apply(events: PreparedEvent[]): AppliedEvent[] {
     const results = events.map((e) => {
       const k = rowKey(e.machine, e.entityId);
-      const r = mergeEvent(this.rows.get(k), e, this.seen, (a, b) => registry.isReachable(e.machine, a, b));
+      const before = this.rows.get(k);
+      const r = mergeEvent(before, e, this.seen, (a, b) => registry.isReachable(e.machine, a, b));
       if (r.state) this.rows.set(k, r.state);
       if (r.anomaly) this.anomalies.set(k, (this.anomalies.get(k) ?? 0) + 1);
-      return { outcome: r.outcome, anomaly: r.anomaly };
+      const reason =
+        r.outcome === 'conflict'
+          ? 'eventId seen before with other content'
+          : r.outcome === 'rejected' && before && !mayActFor(e, before.owner?.source ?? null)
+            ? `owned by source ${before.owner!.source}`
+            : r.outcome === 'rejected'
+              ? `owned by merchant ${before!.merchantId}`
+              : undefined;
+      return { outcome: r.outcome, anomaly: r.anomaly, ...(reason ? { reason } : {}) };
     });
     // The statement reports each entity's status after the whole batch.
     return results.map((r, i) => ({
@@ -44,8 +54,8 @@ class Model {
   }
 }
 
-/** A stored row as the model sees it: the entity's state and its anomaly count. */
-interface StoredRow extends EntityState {
+/** A stored row as the model sees it: the entity's state (its owner compared apart) and its anomaly count. */
+interface StoredRow extends Omit<EntityState, 'owner'> {
   anomalies: number;
 }
 
@@ -193,7 +203,7 @@ describe('the apply statement against Postgres', () => {
      */
     const withoutOwnerClaimsOnKeyDuplicates = (events: PreparedEvent[]): PreparedEvent[] => {
       const rows = new Map<string, EntityState>();
-      const seen = new Set<string>();
+      const seen = new Map<string, string>();
       return events.map((e) => {
         const k = rowKey(e.machine, e.entityId);
         const before = rows.get(k);
@@ -211,8 +221,15 @@ describe('the apply statement against Postgres', () => {
         fc.asyncProperty(scenario, async ({ events, sizes }) => {
           run += 1;
           const prefix = `r${run}`;
+          // Each source's key may write for the other: ownership moves between them (the row is
+          // then recomputed from its log) but never rejects, so the event-by-event model holds.
           const prepared = withoutOwnerClaimsOnKeyDuplicates(
-            events.flatMap((r) => prepare([toInput(r, prefix)], r.source)),
+            events.flatMap((r) =>
+              prepare([toInput(r, prefix)], r.source).map((e) => ({
+                ...e,
+                mayWriteFor: [r.source === SOURCE ? 'other-src' : SOURCE],
+              })),
+            ),
           );
           const model = new Model();
           const results: AppliedEvent[] = [];
@@ -241,7 +258,7 @@ describe('the apply statement against Postgres', () => {
   });
 
   describe('idempotency per (source, eventId)', () => {
-    it('an eventId applied in an earlier batch is a duplicate, even with another payload', async () => {
+    it('an eventId applied in an earlier batch with another payload is a conflict and changes nothing', async () => {
       const first = await applier.apply(
         batchOf(prepare([{ machine: 'promotion', entityId: 'idem-1', type: 'create', eventId: 'idem-e1' }])),
       );
@@ -259,12 +276,53 @@ describe('the apply statement against Postgres', () => {
           ]),
         ),
       );
-      expect(again).toEqual([{ outcome: 'duplicate', anomaly: false, status: 'CREATED' }]);
+      expect(again).toEqual([
+        {
+          outcome: 'conflict',
+          anomaly: false,
+          status: 'CREATED',
+          reason: 'eventId seen before with other content',
+        },
+      ]);
       const rows = await readRows('promotion', ['idem-1']);
       expect(rows.get('idem-1')).toMatchObject({ status: 'CREATED', fields: {} });
+      const log = await pool.query<{ outcome: string }>(
+        "SELECT outcome FROM event_log WHERE entity_id = 'idem-1' ORDER BY id",
+      );
+      expect(log.rows.map((r) => r.outcome)).toEqual(['applied', 'conflict']);
     });
 
-    it('the same eventId twice in one batch: the first counts, the second is a duplicate', async () => {
+    it('a true repeat of an earlier batch stays a duplicate, whatever its occurredAt', async () => {
+      const e = {
+        machine: 'promotion',
+        entityId: 'idem-6',
+        type: 'create',
+        eventId: 'idem-e6',
+        data: { a: 1, b: 'x' },
+      };
+      await applier.apply(batchOf(prepare([{ ...e, occurredAt: '2026-01-01T00:00:00Z' }])));
+      // The same content, fields in another order and a null field ("no change") added.
+      const again = await applier.apply(
+        batchOf(prepare([{ ...e, data: { b: 'x', a: 1, c: null }, occurredAt: '2026-01-02T00:00:00Z' }])),
+      );
+      expect(again).toEqual([{ outcome: 'duplicate', anomaly: false, status: 'CREATED' }]);
+    });
+
+    it('a conflict is told from a duplicate in one batch too, against the first event with the id', async () => {
+      const e = { machine: 'promotion', entityId: 'idem-7', type: 'create', eventId: 'idem-e7' };
+      const res = await applier.apply(
+        batchOf(
+          prepare([e, { ...e, type: 'activate' }, e, { ...e, version: 3 }, { ...e, merchantId: 'm-9' }]),
+        ),
+      );
+      expect(res.map((r) => r.outcome)).toEqual(['applied', 'conflict', 'duplicate', 'conflict', 'conflict']);
+      expect((await readRows('promotion', ['idem-7'])).get('idem-7')).toMatchObject({
+        status: 'CREATED',
+        merchantId: null,
+      });
+    });
+
+    it('the same eventId twice in one batch with other content: the first counts, the second is a conflict', async () => {
       const res = await applier.apply(
         batchOf(
           prepare([
@@ -274,7 +332,7 @@ describe('the apply statement against Postgres', () => {
           ]),
         ),
       );
-      expect(res.map((r) => r.outcome)).toEqual(['applied', 'duplicate', 'applied']);
+      expect(res.map((r) => r.outcome)).toEqual(['applied', 'conflict', 'applied']);
       expect(res.every((r) => r.status === 'ACTIVATED')).toBe(true);
     });
 
@@ -284,25 +342,33 @@ describe('the apply statement against Postgres', () => {
           prepare([{ machine: 'promotion', entityId: 'idem-3', type: 'create', eventId: 'shared' }], 'svc-a'),
         ),
       );
+      // svc-b's key may write for svc-a, the owner.
       const b = await applier.apply(
         batchOf(
           prepare(
             [{ machine: 'promotion', entityId: 'idem-3', type: 'activate', eventId: 'shared' }],
             'svc-b',
-          ),
+          ).map((e) => ({ ...e, mayWriteFor: ['svc-a'] })),
         ),
       );
       expect([a[0]!.outcome, b[0]!.outcome]).toEqual(['applied', 'applied']);
     });
 
-    it('a duplicate of an event for an entity never stored creates nothing', async () => {
+    it('an eventId reused for another entity is a conflict and creates nothing', async () => {
       await applier.apply(
         batchOf(prepare([{ machine: 'promotion', entityId: 'idem-4', type: 'create', eventId: 'idem-e4' }])),
       );
       const res = await applier.apply(
         batchOf(prepare([{ machine: 'promotion', entityId: 'idem-5', type: 'create', eventId: 'idem-e4' }])),
       );
-      expect(res).toEqual([{ outcome: 'duplicate', anomaly: false, status: null }]);
+      expect(res).toEqual([
+        {
+          outcome: 'conflict',
+          anomaly: false,
+          status: null,
+          reason: 'eventId seen before with other content',
+        },
+      ]);
       expect((await readRows('promotion', ['idem-5'])).size).toBe(0);
     });
   });
@@ -352,7 +418,7 @@ describe('the apply statement against Postgres', () => {
           ]),
         ),
       );
-      expect(res.map((r) => r.outcome)).toEqual(['stale', 'stale', 'duplicate', 'duplicate', 'rejected']);
+      expect(res.map((r) => r.outcome)).toEqual(['stale', 'stale', 'duplicate', 'conflict', 'rejected']);
       expect(res.every((r) => r.status === 'COMPLETED')).toBe(true);
       expect(await version(id)).toEqual(before);
     });
@@ -612,7 +678,9 @@ describe('the apply statement against Postgres', () => {
       const later = await applier.apply(
         batchOf(prepare([{ machine: 'promotion', entityId: 'own-2', type: 'delete', merchantId: 'm-2' }])),
       );
-      expect(later).toEqual([{ outcome: 'rejected', anomaly: false, status: 'CREATED' }]);
+      expect(later).toEqual([
+        { outcome: 'rejected', anomaly: false, status: 'CREATED', reason: 'owned by merchant m-1' },
+      ]);
     });
 
     // Bug (src/store/apply-sql.ts, ev2.owner / cand): an event that is a duplicate by key

@@ -74,7 +74,15 @@ describe('start with nothing configured', () => {
         },
         { machine: 'promotion', entityId: 'promo-1', type: 'activate', eventId: 'e-2' },
         { machine: 'promotion', entityId: 'promo-2', type: 'delete', eventId: 'e-3' },
-        { machine: 'promotion', entityId: 'promo-1', type: 'create', eventId: 'e-1' },
+        // A true repeat of e-1 (a repeat with other content would be a conflict).
+        {
+          machine: 'promotion',
+          entityId: 'promo-1',
+          type: 'create',
+          eventId: 'e-1',
+          merchantId: 'm-42',
+          data: { title: '10% off' },
+        },
       ],
     });
     expect(pushed.status).toBe(200);

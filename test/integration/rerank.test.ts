@@ -85,11 +85,12 @@ async function applyEach(pool: pg.Pool, registry: MachineRegistry, events: Event
 /** The row the events lead to when `registry` applies them in this order, in memory. */
 function expectedRow(registry: MachineRegistry, events: EventInput[]): EntityState | undefined {
   let row: EntityState | undefined;
-  const seen = new Set<string>();
+  const seen = new Map<string, string>();
   for (const e of registry.prepare(events, 'test-src', false)) {
     row = mergeEvent(row, e, seen, (a, b) => registry.isReachable(e.machine, a, b)).state;
   }
-  return row;
+  // Re-ranking pins the owner (its key becomes 0): compared apart from the rest.
+  return row && { ...row, owner: null };
 }
 
 interface Row {
@@ -119,6 +120,7 @@ const asState = (r: Row): EntityState => ({
   key: BigInt(r.key),
   version: r.version === null ? null : Number(r.version),
   merchantId: null,
+  owner: null,
   fields: Object.fromEntries(
     Object.entries(r.fields).map(([name, f]) => [
       name,

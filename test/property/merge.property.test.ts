@@ -4,8 +4,15 @@ import { mergeEvent, type EntityState } from '../../src/domain/merge.ts';
 import { MachineRegistry } from '../../src/domain/registry.ts';
 import type { EventInput } from '../../src/domain/event-schema.ts';
 import { machines } from '../../machines/index.ts';
-import { applyInOrder, comparable } from '../helpers/expected.ts';
-import { deliveryArb, historyArb, renamed, type GeneratedHistory } from '../helpers/histories.ts';
+import {
+  applyArrivals,
+  applyInOrder,
+  comparable,
+  comparableOwned,
+  prepareFrom,
+} from '../helpers/expected.ts';
+import { deliveryArb, historyArb, renamed, sendersArb, type GeneratedHistory } from '../helpers/histories.ts';
+import { ownerOf, recomputeRow } from '../../src/domain/rebuild.ts';
 
 const registry = MachineRegistry.from(machines);
 const RUNS = 1000;
@@ -25,7 +32,7 @@ function foldArrivals(events: EventInput[]): {
   anomalies: number;
 } {
   const rows = new Map<string, EntityState>();
-  const seen = new Set<string>();
+  const seen = new Map<string, string>();
   let anomalies = 0;
   for (const input of events) {
     const [e] = registry.prepare([input], 'test-src', false);
@@ -89,6 +96,41 @@ describe.each(['promotion', 'campaign'])('convergence of the apply rule (%s)', (
     fc.assert(
       fc.property(scenarioArb(machine), ({ delivered }) => {
         expect(foldArrivals(delivered.flat()).anomalies).toBe(0);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+});
+
+describe.each(['promotion', 'campaign'])('convergence with two sources (%s)', (machine) => {
+  it('any arrival order ends in the in-order state and owner, foreign events rejected unless granted', () => {
+    fc.assert(
+      fc.property(scenarioArb(machine), sendersArb, ({ histories, delivered, sent }, senderOf) => {
+        const rows = applyArrivals(registry, prepareFrom(registry, sent, senderOf));
+        histories.forEach((h, i) => {
+          // In history order keys only grow: the first event's source owns the entity throughout.
+          const inOrder = prepareFrom(registry, delivered[i]!, senderOf);
+          const reach = (a: string, b: string) => registry.isReachable(machine, a, b);
+          const expected = recomputeRow(inOrder, reach, ownerOf(inOrder));
+          expect(comparableOwned(rows.get(`${machine}\u0000${h.entityId}`)), h.entityId).toEqual(
+            comparableOwned(expected),
+          );
+        });
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('the owner is the source of the first event of the history, however the events arrive', () => {
+    fc.assert(
+      fc.property(scenarioArb(machine), sendersArb, ({ histories, delivered, sent }, senderOf) => {
+        const rows = applyArrivals(registry, prepareFrom(registry, sent, senderOf));
+        histories.forEach((h, i) => {
+          const first = delivered[i]![0]!;
+          expect(rows.get(`${machine}\u0000${h.entityId}`)?.owner?.source, h.entityId).toBe(
+            senderOf(first).source,
+          );
+        });
       }),
       { numRuns: RUNS },
     );

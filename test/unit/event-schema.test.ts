@@ -341,6 +341,20 @@ describe('registry.prepare', () => {
 });
 
 describe('job envelopes', () => {
+  it("carry the owners a job's events may act for, and refuse a malformed list", () => {
+    const event = { machine: 'promotion', entityId: 'p', type: 'create' };
+    const job = readJobData({ source: 's', ...event, mayWriteFor: ['a', 'b'] });
+    expect(job).toMatchObject({ source: 's', mayWriteFor: ['a', 'b'] });
+    expect(job.raw).toEqual([event]);
+    expect(readJobData({ source: 's', ...event }).mayWriteFor).toEqual([]);
+    const err = thrown(() => readJobData({ source: 's', ...event, mayWriteFor: 'a' }));
+    expect(err.code).toBe('invalid_event');
+    expect(err.problems.map((p) => p.path)).toEqual(['mayWriteFor']);
+    expect(thrown(() => readJobData({ source: 's', ...event, mayWriteFor: ['no spaces'] })).code).toBe(
+      'invalid_event',
+    );
+  });
+
   it('keep the event fields as they came, an own __proto__ key included, for validation to reject it', () => {
     const data = JSON.parse(
       '{"source":"s","wait":true,"machine":"promotion","entityId":"p","type":"create","__proto__":{"x":1}}',

@@ -155,7 +155,7 @@ describe('replaying an entity for the inspector', () => {
           ({ sent }) => {
             // The worker's view: which events were applied, in arrival order, and the row after each.
             let row: EntityState | undefined;
-            const seen = new Set<string>();
+            const seen = new Map<string, string>();
             const applied: HistoryEvent[] = [];
             const rowAfter: string[] = [];
             for (const input of sent as EventInput[]) {

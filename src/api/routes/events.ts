@@ -50,7 +50,7 @@ export function eventsRouter(deps: {
         throw new PromosyncError('forbidden', `this key may not push events of machine ${denied.join(', ')}`);
       }
       const wait = query.wait === 'true';
-      const jobId = await deps.queue.enqueue(events, source, wait);
+      const jobId = await deps.queue.enqueue(events, source, wait, p.mayWriteFor);
       if (deps.metrics) {
         const perMachine = new Map<string, number>();
         for (const e of events) perMachine.set(e.machine, (perMachine.get(e.machine) ?? 0) + 1);
