@@ -38,7 +38,7 @@ export const dataSchema = z
     message: `data must be at most ${MAX_DATA_BYTES} bytes serialized`,
   });
 
-/** One event as producers send it (SPEC §4), before the machine-specific checks. */
+/** One event as producers send it (docs/design.md#event-contract), before the machine-specific checks. */
 export const eventSchema = z.strictObject({
   machine: z.string().min(1).max(64),
   entityId: z.string().regex(ID_PATTERN, 'entityId must be 1-128 characters of [A-Za-z0-9._:-]'),

@@ -3,7 +3,7 @@ import { startHarness, type Harness } from '../helpers/harness.ts';
 import { createKey, revokeKey } from '../../src/store/keys.ts';
 import type { EntityView } from '../../src/store/queries.ts';
 
-/** SPEC §5 auth: Bearer keys, roles, producer scopes and merchant isolation. */
+/** Auth (docs/api.md): Bearer keys, roles, producer scopes and merchant isolation. */
 
 interface Problem {
   status: number;

@@ -3,7 +3,7 @@ import { startHarness, type Harness } from '../helpers/harness.ts';
 import { createKey } from '../../src/store/keys.ts';
 import type { EntityView, EventView } from '../../src/store/queries.ts';
 
-/** SPEC §5 read side: one promotion, the paginated list, the event log, machines and probes. */
+/** The read side (docs/api.md): one promotion, the paginated list, the event log, machines and probes. */
 
 interface Page<T> {
   items: T[];

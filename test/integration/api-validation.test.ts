@@ -4,7 +4,7 @@ import { startHarness, type Harness } from '../helpers/harness.ts';
 import { REDIS_URL } from '../helpers/db.ts';
 import { createRedis } from '../../src/queue/index.ts';
 
-/** SPEC §4: every kind of bad input is refused with a clear reason and changes nothing. */
+/** The event contract (docs/design.md#event-contract): every kind of bad input is refused with a clear reason and changes nothing. */
 
 interface FieldProblem {
   index?: number;
