@@ -28,6 +28,9 @@ const schema = z.object({
   RATE_LIMIT_BURST: int(1000, 0, 10_000_000),
   PROMOSYNC_URL: z.string().url().optional(),
   PROMOSYNC_KEY: z.string().optional(),
+  WATCH_POLL_MS: int(1000, 50, 60_000),
+  WATCH_HEARTBEAT_MS: int(15_000, 100, 600_000),
+  WATCH_MAX_BUFFERED_BYTES: int(1024 * 1024, 4096, 1024 * 1024 * 1024),
 });
 
 /** promosync's configuration, read from the environment once (see the README's table). */
@@ -69,6 +72,12 @@ export interface Config {
   apiUrl: string | undefined;
   /** Client commands (`send`): the API key to use. */
   apiKey: string | undefined;
+  /** Watch streams: how often changes are read without a notification (the horizon moves without one). */
+  watchPollMs: number;
+  /** Watch streams: how often an idle stream gets a heartbeat comment or a bookmark. */
+  watchHeartbeatMs: number;
+  /** Watch streams: bytes a client may leave unread before it is told to resync and disconnected. */
+  watchMaxBufferedBytes: number;
 }
 
 /**
@@ -106,5 +115,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     rateLimitBurst: e.RATE_LIMIT_BURST,
     apiUrl: e.PROMOSYNC_URL,
     apiKey: e.PROMOSYNC_KEY,
+    watchPollMs: e.WATCH_POLL_MS,
+    watchHeartbeatMs: e.WATCH_HEARTBEAT_MS,
+    watchMaxBufferedBytes: e.WATCH_MAX_BUFFERED_BYTES,
   });
 }

@@ -6,6 +6,7 @@ import { MachineRegistry } from './domain/index.ts';
 import { Applier, openDatabase, syncMachineDefs, verifyKey, type Database } from './store/index.ts';
 import { createRedis, EventQueue, EventWorker } from './queue/index.ts';
 import { Metrics } from './observability/index.ts';
+import type { ChangeHub } from './api/index.ts';
 
 export interface ServiceOptions {
   config: Readonly<Config>;
@@ -28,6 +29,8 @@ export interface Service {
   registry: MachineRegistry;
   metrics: Metrics;
   logger: Logger;
+  /** The watch streams of an API process. */
+  changes: ChangeHub | undefined;
   close(): Promise<void>;
 }
 
@@ -66,6 +69,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     });
     let port: number | undefined;
     let metricsPort: number | undefined;
+    let hub: ChangeHub | undefined;
 
     if (opts.worker) {
       const connection = createRedis(config.redisUrl);
@@ -121,8 +125,21 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         backoffMs: config.jobBackoffMs,
       });
       closers.push(() => queue.close());
-      const { ApiServer, createApp } = await import('./api/index.ts');
+      const { ApiServer, ChangeHub, createApp } = await import('./api/index.ts');
+      const changes = new ChangeHub({
+        prisma: db.prisma,
+        databaseUrl: config.databaseUrl,
+        logger,
+        metrics,
+        pollMs: config.watchPollMs,
+        heartbeatMs: config.watchHeartbeatMs,
+        maxBufferedBytes: config.watchMaxBufferedBytes,
+      });
+      await changes.start();
+      closers.push(() => changes.close());
+      hub = changes;
       const app = createApp({
+        changes,
         registry,
         queue,
         prisma: db.prisma,
@@ -147,10 +164,14 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       });
       const server = new ApiServer(app);
       port = await server.start(config.port, config.host);
-      closers.push(() => server.close());
+      // Open streams end first, so the server has no long request to wait for.
+      closers.push(async () => {
+        await changes.close();
+        await server.close();
+      });
       logger.info({ port, host: config.host }, 'API listening');
     }
-    return { port, metricsPort, db, registry, metrics, logger, close };
+    return { port, metricsPort, db, registry, metrics, logger, changes: hub, close };
   } catch (err) {
     await close();
     throw err;

@@ -10,6 +10,8 @@ import { problemHandler } from './problem.ts';
 import { rateLimit, type RateLimitOptions } from './rate-limit.ts';
 import { eventsRouter } from './routes/events.ts';
 import { entitiesRouter } from './routes/entities.ts';
+import { watchRouter } from './routes/watch.ts';
+import type { ChangeHub } from './change-hub.ts';
 import { machinesRouter } from './routes/machines.ts';
 import { healthRouter, type Probe } from './routes/health.ts';
 import { apiDocsRouter } from './openapi.ts';
@@ -27,6 +29,8 @@ export interface AppDeps {
   bodyLimit?: string;
   /** Per-key rate limit of the `/v1` endpoints; none when absent. */
   rateLimit?: RateLimitOptions;
+  /** Serves `GET /v1/{collection}/watch`; the endpoint is absent without it. */
+  changes?: ChangeHub;
 }
 
 /** The Express application: routers only parse, call one function and map the result. */
@@ -87,6 +91,8 @@ export function createApp(deps: AppDeps): Express {
   );
   app.use(eventsRouter(routed));
   app.use(machinesRouter(routed));
+  // Before the entities router, whose /v1/:collection/:id would take "watch" for an id.
+  if (deps.changes) app.use(watchRouter({ ...routed, changes: deps.changes }));
   app.use(entitiesRouter(routed));
   app.use(apiDocsRouter(routed));
   app.use(dashboardRouter({ queue: deps.queue.queue, verify: routed.verify }));

@@ -90,6 +90,8 @@ export const ERROR_MEANING: Readonly<Record<ErrorCode, string>> = {
   rate_limited: 'The key made too many requests; retry after Retry-After seconds.',
   unavailable: 'The queue (Redis) cannot take the events; nothing was accepted, retry later.',
   machine_invalid: 'A machine definition has errors.',
+  cursor_expired:
+    'A change cursor older than the changes kept: list the collection again without a cursor, then follow from its changesSince.',
   internal: 'An unexpected error; the server logged it.',
 };
 

@@ -18,6 +18,7 @@ export const STATUS: Record<ErrorCode, number> = {
   rate_limited: 429,
   unavailable: 503,
   machine_invalid: 500,
+  cursor_expired: 410,
   internal: 500,
 };
 
@@ -35,6 +36,7 @@ export const TITLE: Record<ErrorCode, string> = {
   rate_limited: 'Too many requests',
   unavailable: 'Service unavailable',
   machine_invalid: 'Invalid machine definition',
+  cursor_expired: 'Cursor expired',
   internal: 'Internal error',
 };
 

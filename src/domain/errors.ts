@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'rate_limited'
   | 'unavailable'
   | 'machine_invalid'
+  | 'cursor_expired'
   | 'internal';
 
 /** A problem detail for one field of one input. */

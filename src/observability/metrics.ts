@@ -12,6 +12,8 @@ export class Metrics {
   readonly applySeconds: Histogram;
   readonly queueDepth: Gauge<'queue' | 'state'>;
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
+  readonly watchers: Gauge;
+  readonly changeHorizonLag: Gauge;
 
   constructor(options: { defaults?: boolean } = {}) {
     if (options.defaults !== false) collectDefaultMetrics({ register: this.registry, prefix: 'promosync_' });
@@ -49,6 +51,16 @@ export class Metrics {
       name: 'promosync_http_requests_total',
       help: 'HTTP requests by method, route and status',
       labelNames: ['method', 'route', 'status'],
+      registers: [this.registry],
+    });
+    this.watchers = new Gauge({
+      name: 'promosync_watch_streams',
+      help: 'Open watch (Server-Sent Events) streams of this process',
+      registers: [this.registry],
+    });
+    this.changeHorizonLag = new Gauge({
+      name: 'promosync_change_horizon_lag_seconds',
+      help: 'Age of the oldest running write transaction, which holds back the change feed (docs/design.md#changes)',
       registers: [this.registry],
     });
   }

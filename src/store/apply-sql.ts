@@ -171,7 +171,8 @@ upd AS (
     merchant_id = coalesce(e.merchant_id, d.owner),
     fields = CASE WHEN d.fields IS NULL THEN e.fields ELSE e.fields || d.fields END,
     anomalies = e.anomalies + d.anomalies,
-    updated_at = now()
+    updated_at = now(),
+    change_xid = pg_current_xact_id() -- change feed position (docs/design.md#changes)
   FROM delta d
   WHERE d.row_exists AND e.machine = d.machine AND e.entity_id = d.entity_id
     -- The same rows again, as arrays the primary key can look up, so the planner reads the rows
@@ -180,8 +181,10 @@ upd AS (
     AND e.entity_id = ANY (ARRAY(SELECT entity_id FROM delta WHERE row_exists))
 ),
 ins AS (
-  INSERT INTO entity (machine, entity_id, status, last_event, key, version, merchant_id, fields, anomalies)
-  SELECT d.machine, d.entity_id, d.target, d.type, d.key, d.version, d.owner, coalesce(d.fields, '{}'), d.anomalies
+  INSERT INTO entity (machine, entity_id, status, last_event, key, version, merchant_id, fields, anomalies,
+                      change_xid) -- change feed position (docs/design.md#changes)
+  SELECT d.machine, d.entity_id, d.target, d.type, d.key, d.version, d.owner, coalesce(d.fields, '{}'), d.anomalies,
+         pg_current_xact_id()
   FROM delta d WHERE NOT d.row_exists AND d.type IS NOT NULL
   ORDER BY d.grp
   ON CONFLICT (machine, entity_id) DO NOTHING
