@@ -30,7 +30,8 @@ const schema = z.object({
   PROMOSYNC_KEY: z.string().optional(),
   WATCH_POLL_MS: int(1000, 50, 60_000),
   WATCH_HEARTBEAT_MS: int(15_000, 100, 600_000),
-  WATCH_MAX_BUFFERED_BYTES: int(1024 * 1024, 4096, 1024 * 1024 * 1024),
+  WATCH_MAX_BUFFERED_BYTES: int(1024 * 1024, 65_536, 1024 * 1024 * 1024),
+  WATCH_STALL_TIMEOUT_MS: int(30_000, 100, 3_600_000),
 });
 
 /** promosync's configuration, read from the environment once (see the README's table). */
@@ -76,8 +77,10 @@ export interface Config {
   watchPollMs: number;
   /** Watch streams: how often an idle stream gets a heartbeat comment or a bookmark. */
   watchHeartbeatMs: number;
-  /** Watch streams: bytes a client may leave unread before it is told to resync and disconnected. */
+  /** Watch streams: bytes a client may leave unread before the server stops writing to it (at least 64 KiB). */
   watchMaxBufferedBytes: number;
+  /** Watch streams: how long a client may leave those unread before it is told to resync and disconnected. */
+  watchStallTimeoutMs: number;
 }
 
 /**
@@ -118,5 +121,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     watchPollMs: e.WATCH_POLL_MS,
     watchHeartbeatMs: e.WATCH_HEARTBEAT_MS,
     watchMaxBufferedBytes: e.WATCH_MAX_BUFFERED_BYTES,
+    watchStallTimeoutMs: e.WATCH_STALL_TIMEOUT_MS,
   });
 }

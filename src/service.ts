@@ -134,6 +134,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         pollMs: config.watchPollMs,
         heartbeatMs: config.watchHeartbeatMs,
         maxBufferedBytes: config.watchMaxBufferedBytes,
+        stallTimeoutMs: config.watchStallTimeoutMs,
       });
       await changes.start();
       closers.push(() => changes.close());

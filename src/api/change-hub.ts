@@ -22,6 +22,7 @@ export interface WatchSink {
   readonly writableLength: number;
   end(): void;
   destroy(): void;
+  once(event: 'drain', listener: () => void): unknown;
 }
 
 export interface ChangeHubOptions {
@@ -34,8 +35,13 @@ export interface ChangeHubOptions {
   pollMs?: number;
   /** How often an idle watcher gets a heartbeat or a bookmark. @defaultValue 15000 */
   heartbeatMs?: number;
-  /** Bytes a watcher may leave unread before it is told to resync and cut off. @defaultValue 1 MiB */
+  /**
+   * Bytes a watcher may leave unread (beyond what the kernel holds): past it, the hub stops
+   * writing to it until it has read them, then lets it catch up on its own. @defaultValue 1 MiB
+   */
   maxBufferedBytes?: number;
+  /** How long a watcher past `maxBufferedBytes` may take to read them before it is cut off. @defaultValue 30000 */
+  stallTimeoutMs?: number;
   /** Changes read per query. @defaultValue 500 */
   pageSize?: number;
 }
@@ -48,8 +54,10 @@ interface Watcher {
   pos: ChangePosition;
   /** The last position sent as an event id. */
   sentPos: ChangePosition;
-  /** Fed by the hub's reads; false while it catches up on its own. */
+  /** Fed by the hub's reads; false while it catches up on its own or waits to drain. */
   live: boolean;
+  /** Set while the client has more than maxBufferedBytes to read: cut off when it fires. */
+  stall: NodeJS.Timeout | undefined;
   closed: boolean;
   onClose: () => void;
 }
@@ -72,7 +80,9 @@ function frame(event: string, id: string | null, data: unknown): string {
  * wake-up and machine (docs/design.md#changes). A new watcher first catches up on its own,
  * with its own scope, until it reaches the hub's position; from then on the hub's reads are
  * fanned out to it in memory. A watcher that leaves more than `maxBufferedBytes` unread is
- * sent `resync` and disconnected, so a client that stops reading costs a bounded amount.
+ * not written to until it reads them (then it catches up on its own), and is sent `resync`
+ * and disconnected if it does not within `stallTimeoutMs`: a client that stops reading costs
+ * a bounded amount.
  */
 export class ChangeHub {
   private readonly feeds = new Map<string, MachineFeed>();
@@ -84,6 +94,7 @@ export class ChangeHub {
   private readonly pollMs: number;
   private readonly heartbeatMs: number;
   private readonly pageSize: number;
+  private readonly stallTimeoutMs: number;
   /** See {@link ChangeHubOptions.maxBufferedBytes}. */
   readonly maxBufferedBytes: number;
   /** The most bytes any watcher had unread after a write, for tests and diagnostics. */
@@ -94,6 +105,7 @@ export class ChangeHub {
     this.heartbeatMs = opts.heartbeatMs ?? 15_000;
     this.maxBufferedBytes = opts.maxBufferedBytes ?? 1024 * 1024;
     this.pageSize = opts.pageSize ?? 500;
+    this.stallTimeoutMs = opts.stallTimeoutMs ?? 30_000;
   }
 
   /** Connects the listener and starts the poll and heartbeat timers. */
@@ -153,19 +165,14 @@ export class ChangeHub {
       pos: since,
       sentPos: since,
       live: false,
+      stall: undefined,
       closed: false,
       onClose,
     };
     const feed = this.feed(machine);
     feed.watchers.add(w);
     this.opts.metrics?.watchers.set(this.watcherCount);
-    void this.catchUp(w, page).catch((err: unknown) => {
-      this.opts.logger.warn({ err, machine }, 'watch stream failed while catching up');
-      this.resync(
-        w,
-        err instanceof PromosyncError && err.code === 'cursor_expired' ? 'cursor_expired' : 'error',
-      );
-    });
+    this.startCatchUp(w, page);
     return () => this.drop(w, false);
   }
 
@@ -178,14 +185,25 @@ export class ChangeHub {
     return f;
   }
 
-  private async catchUp(w: Watcher, first: ChangePage): Promise<void> {
+  private startCatchUp(w: Watcher, page: ChangePage | null): void {
+    void this.catchUp(w, page).catch((err: unknown) => {
+      this.opts.logger.warn({ err, machine: w.machine }, 'watch stream failed while catching up');
+      const expired = err instanceof PromosyncError && err.code === 'cursor_expired';
+      this.resync(w, expired ? 'cursor_expired' : 'error');
+    });
+  }
+
+  private async catchUp(w: Watcher, first: ChangePage | null): Promise<void> {
     const scope = { merchantId: w.merchantId };
-    let page = first;
+    let page = first ?? (await readChanges(this.opts.prisma, w.machine, scope, w.pos, this.pageSize));
     for (;;) {
       if (w.closed) return;
-      for (const item of page.items) {
-        if (!this.write(w, frame('change', item.changeSeq, item))) return;
+      for (let i = 0; i < page.items.length; i++) {
+        const item = page.items[i]!;
+        const more = this.write(w, frame('change', item.changeSeq, item));
         w.pos = w.sentPos = positionOf(item);
+        // The rest of the page is kept, so a client that reads slowly costs no extra reads.
+        if (!more) return this.pause(w, { ...page, items: page.items.slice(i + 1) });
       }
       if (comparePositions(page.next, w.pos) > 0) w.pos = page.next;
       const feed = this.feed(w.machine);
@@ -201,16 +219,30 @@ export class ChangeHub {
     }
   }
 
+  /** Queues one frame; false when the client has more than maxBufferedBytes left to read. */
   private write(w: Watcher, chunk: string): boolean {
     if (w.closed) return false;
     w.sink.write(chunk);
     const buffered = w.sink.writableLength;
     if (buffered > this.maxBufferedSeen) this.maxBufferedSeen = buffered;
-    if (buffered > this.maxBufferedBytes) {
-      this.resync(w, 'too_slow');
-      return false;
-    }
-    return true;
+    return buffered <= this.maxBufferedBytes;
+  }
+
+  /**
+   * Stops writing to a watcher that has too much to read. Once it has read it ('drain'), it
+   * catches up on its own from where it stopped, as a new watcher does; if it does not read
+   * within stallTimeoutMs, it is told to resync and cut off. Either way its buffer stays bounded.
+   */
+  private pause(w: Watcher, rest: ChangePage | null = null): void {
+    w.live = false;
+    if (w.closed || w.stall) return;
+    w.stall = setTimeout(() => this.resync(w, 'too_slow'), this.stallTimeoutMs);
+    w.stall.unref();
+    w.sink.once('drain', () => {
+      clearTimeout(w.stall);
+      w.stall = undefined;
+      if (!w.closed) this.startCatchUp(w, rest);
+    });
   }
 
   /** Tells a watcher to list again (when it can still be told) and disconnects it. */
@@ -303,6 +335,7 @@ export class ChangeHub {
         );
         if (err instanceof PromosyncError && err.code === 'cursor_expired') {
           for (const w of [...feed.watchers]) if (w.live) this.resync(w, 'cursor_expired');
+          feed.pos = null;
         }
       } finally {
         feed.running = false;
@@ -323,10 +356,9 @@ export class ChangeHub {
           if (!w.live || (w.merchantId !== null && w.merchantId !== item.merchantId)) continue;
           if (comparePositions(pos, w.pos) <= 0) continue;
           text ??= frame('change', item.changeSeq, item);
-          if (this.write(w, text)) {
-            w.pos = pos;
-            w.sentPos = pos;
-          }
+          const more = this.write(w, text);
+          w.pos = w.sentPos = pos;
+          if (!more) this.pause(w);
         }
       }
       feed.pos = page.next;
@@ -342,8 +374,10 @@ export class ChangeHub {
         if (!w.live) continue;
         if (comparePositions(w.pos, w.sentPos) > 0) {
           const id = encodeChangeCursor(w.pos);
-          if (this.write(w, frame('bookmark', id, { changesSince: id }))) w.sentPos = w.pos;
-        } else this.write(w, ': heartbeat\n\n');
+          const more = this.write(w, frame('bookmark', id, { changesSince: id }));
+          w.sentPos = w.pos;
+          if (!more) this.pause(w);
+        } else if (!this.write(w, ': heartbeat\n\n')) this.pause(w);
       }
     }
   }
