@@ -30,6 +30,16 @@ const SERVER = process.env.BENCH_DATABASE_URL ?? 'postgresql://postgres@127.0.0.
 const REDIS = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The median of 7 RSS samples a second apart: one sample lands anywhere in V8's GC cycle. */
+async function steadyRss(pid: number): Promise<number> {
+  const samples: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    samples.push(rss(pid));
+    await sleep(1000);
+  }
+  return samples.sort((a, b) => a - b)[3]!;
+}
+
 const db = await createDatabase(SERVER);
 const queue = uniqueQueueName('watch');
 const handles = openDatabase(db.url, 2);
@@ -48,7 +58,7 @@ const requests: http.ClientRequest[] = [];
 try {
   // Past start-up work (module loading, the first queries' compilation) before the baseline.
   await sleep(10_000);
-  const rssBefore = rss(api.pid);
+  const rssBefore = await steadyRss(api.pid);
   const cpu0 = cpuSeconds(api.pid);
   await sleep(5000);
   const cpuBaseline = (cpuSeconds(api.pid) - cpu0) / 5;
@@ -90,11 +100,11 @@ try {
   await Promise.all(opened);
   const openSeconds = (Date.now() - openStart) / 1000;
   await sleep(2000);
-  const rssOpen = rss(api.pid);
+  const rssOpen = await steadyRss(api.pid);
   const cpu1 = cpuSeconds(api.pid);
   await sleep(IDLE_S * 1000);
   const cpuIdle = (cpuSeconds(api.pid) - cpu1) / IDLE_S;
-  const rssIdle = rss(api.pid);
+  const rssIdle = await steadyRss(api.pid);
 
   // One change, fanned out to every stream.
   firstChangeAt = firstChangeAt.fill(0);
