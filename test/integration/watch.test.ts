@@ -38,7 +38,7 @@ describe('watching a collection', () => {
         WATCH_HEARTBEAT_MS: '300',
         WATCH_POLL_MS: '200',
         WATCH_MAX_BUFFERED_BYTES: String(MAX_BUFFERED),
-        WATCH_STALL_TIMEOUT_MS: '4000',
+        WATCH_STALL_TIMEOUT_MS: '10000',
       },
     });
     pool = new pg.Pool({ connectionString: h.databaseUrl, max: 4 });
