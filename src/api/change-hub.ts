@@ -256,6 +256,8 @@ export class ChangeHub {
           : 'the stream failed: reconnect with Last-Event-ID';
     w.sink.write(frame('resync', null, { reason, detail }));
     this.drop(w, true);
+    // A client that stopped reading would never see it behind what it left unread: no grace.
+    if (reason === 'too_slow') w.sink.destroy();
   }
 
   private drop(w: Watcher, destroySoon: boolean): void {
