@@ -71,6 +71,10 @@ const schema = z.object({
   PROMOSYNC_URL: z.string().url().optional(),
   PROMOSYNC_KEY: z.string().optional(),
   STARTUP_WAIT_MS: int(60_000, 0, 3_600_000),
+  WATCH_POLL_MS: int(1000, 50, 60_000),
+  WATCH_HEARTBEAT_MS: int(15_000, 100, 600_000),
+  WATCH_MAX_BUFFERED_BYTES: int(1024 * 1024, 65_536, 1024 * 1024 * 1024),
+  WATCH_STALL_TIMEOUT_MS: int(30_000, 100, 3_600_000),
 });
 
 /** promosync's configuration, read from the environment once (see the README's table). */
@@ -118,6 +122,14 @@ export interface Config {
   apiKey: string | undefined;
   /** `api`, `worker`, `start`, `migrate`: how long to wait for Postgres and Redis to answer at start. */
   startupWaitMs: number;
+  /** Watch streams: how often changes are read without a notification (the horizon moves without one). */
+  watchPollMs: number;
+  /** Watch streams: how often an idle stream gets a heartbeat comment or a bookmark. */
+  watchHeartbeatMs: number;
+  /** Watch streams: bytes a client may leave unread before the server stops writing to it (at least 64 KiB). */
+  watchMaxBufferedBytes: number;
+  /** Watch streams: how long a client may leave those unread before it is told to resync and disconnected. */
+  watchStallTimeoutMs: number;
 }
 
 /**
@@ -158,5 +170,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     apiUrl: e.PROMOSYNC_URL,
     apiKey: e.PROMOSYNC_KEY,
     startupWaitMs: e.STARTUP_WAIT_MS,
+    watchPollMs: e.WATCH_POLL_MS,
+    watchHeartbeatMs: e.WATCH_HEARTBEAT_MS,
+    watchMaxBufferedBytes: e.WATCH_MAX_BUFFERED_BYTES,
+    watchStallTimeoutMs: e.WATCH_STALL_TIMEOUT_MS,
   });
 }

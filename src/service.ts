@@ -52,6 +52,7 @@ async function reportRedisSettings(redis: Redis, logger: Logger): Promise<void> 
     logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'cannot read the Redis settings');
   }
 }
+import type { ChangeHub } from './api/index.ts';
 
 export interface ServiceOptions {
   config: Readonly<Config>;
@@ -74,6 +75,8 @@ export interface Service {
   registry: MachineRegistry;
   metrics: Metrics;
   logger: Logger;
+  /** The watch streams of an API process. */
+  changes: ChangeHub | undefined;
   close(): Promise<void>;
 }
 
@@ -115,6 +118,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     });
     let port: number | undefined;
     let metricsPort: number | undefined;
+    let hub: ChangeHub | undefined;
 
     // A worker reports unready when its role cannot write what it applies.
     const writable: Record<string, () => Promise<void>> = opts.worker
@@ -181,8 +185,22 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         backoffMs: config.jobBackoffMs,
       });
       closers.push(() => queue.close());
-      const { ApiServer, createApp } = await import('./api/index.ts');
+      const { ApiServer, ChangeHub, createApp } = await import('./api/index.ts');
+      const changes = new ChangeHub({
+        prisma: db.prisma,
+        databaseUrl: config.databaseUrl,
+        logger,
+        metrics,
+        pollMs: config.watchPollMs,
+        heartbeatMs: config.watchHeartbeatMs,
+        maxBufferedBytes: config.watchMaxBufferedBytes,
+        stallTimeoutMs: config.watchStallTimeoutMs,
+      });
+      await changes.start();
+      closers.push(() => changes.close());
+      hub = changes;
       const app = createApp({
+        changes,
         registry,
         queue,
         prisma: db.prisma,
@@ -210,10 +228,14 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       });
       const server = new ApiServer(app);
       port = await server.start(config.port, config.host);
-      closers.push(() => server.close());
+      // Open streams end first, so the server has no long request to wait for.
+      closers.push(async () => {
+        await changes.close();
+        await server.close();
+      });
       logger.info({ port, host: config.host }, 'API listening');
     }
-    return { port, metricsPort, db, registry, metrics, logger, close };
+    return { port, metricsPort, db, registry, metrics, logger, changes: hub, close };
   } catch (err) {
     await close();
     throw err;

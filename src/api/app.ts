@@ -10,6 +10,8 @@ import { problemHandler } from './problem.ts';
 import { rateLimit, type RateLimitOptions } from './rate-limit.ts';
 import { eventsRouter } from './routes/events.ts';
 import { entitiesRouter } from './routes/entities.ts';
+import { watchRouter } from './routes/watch.ts';
+import type { ChangeHub } from './change-hub.ts';
 import { machinesRouter } from './routes/machines.ts';
 import { healthRouter, type Probe } from './routes/health.ts';
 import { apiDocsRouter } from './openapi.ts';
@@ -32,6 +34,8 @@ export interface AppDeps {
    * them now could lose them, e.g. a Redis that evicts keys.
    */
   acceptance?: () => Promise<void>;
+  /** Serves `GET /v1/{collection}/watch`; the endpoint is absent without it. */
+  changes?: ChangeHub;
 }
 
 /** `queue` whose enqueue first runs `acceptance`, which throws to refuse. */
@@ -109,6 +113,8 @@ export function createApp(deps: AppDeps): Express {
   );
   app.use(eventsRouter(routed));
   app.use(machinesRouter(routed));
+  // Before the entities router, whose /v1/:collection/:id would take "watch" for an id.
+  if (deps.changes) app.use(watchRouter({ ...routed, changes: deps.changes }));
   app.use(entitiesRouter(routed));
   app.use(apiDocsRouter(routed));
   app.use(dashboardRouter({ queue: deps.queue.queue, verify: routed.verify }));

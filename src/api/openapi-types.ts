@@ -8,7 +8,7 @@ export type JsonSchema = { [key: string]: unknown };
 
 export interface Parameter {
   name: string;
-  in: 'query' | 'path';
+  in: 'query' | 'path' | 'header';
   required: boolean;
   description?: string;
   schema: JsonSchema;

@@ -35,6 +35,8 @@ export const ERROR_MEANING: Readonly<Record<ErrorCode, string>> = {
   redis_eviction_policy:
     "The queue's Redis may evict keys (its maxmemory-policy is not noeviction), so accepting events could lose them; nothing was accepted. The operator must set maxmemory-policy noeviction; retry later.",
   machine_invalid: 'A machine definition has errors.',
+  cursor_expired:
+    'A change cursor older than the changes kept: list the collection again without a cursor, then follow from its changesSince.',
   internal: 'An unexpected error; the server logged it.',
 };
 
@@ -43,6 +45,7 @@ const REASON: Record<number, string> = {
   401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not found',
+  410: 'Gone',
   413: 'Payload too large',
   415: 'Unsupported media type',
   429: 'Too many requests',
@@ -145,6 +148,7 @@ const EXAMPLE_ENTITY = {
   anomalies: 0,
   createdAt: '2026-11-21T10:00:01.120Z',
   updatedAt: '2026-11-21T10:00:01.120Z',
+  changeSeq: 'ODk0MzkucHJvbW8tMTIz',
 };
 
 function problemResponses(): Record<string, ResponseObject> {
@@ -345,20 +349,66 @@ export function buildOpenApi(registry: MachineRegistry): OpenApiDocument {
       get: {
         operationId: `list_${collection}`,
         summary: `List ${collection}, oldest change first`,
-        description: `Pages through the caller's ${collection} ordered by (updatedAt, id). Follow changes with updatedSince and nextCursor. ${notVisible}`,
+        description:
+          `Pages through the caller's ${collection} ordered by (updatedAt, id); every page carries changesSince, ` +
+          `where to follow changes from. With changesSince: the ${collection} changed after that cursor, in change ` +
+          `order, none skipped (a ChangePage; 410 when the cursor is older than purged entities). updatedSince is ` +
+          `approximate for following changes. ${notVisible}`,
         tags: [tag],
         'x-roles': READ_ROLES,
         parameters: list,
         responses: {
           '200': {
             description: `A page of ${collection}`,
-            content: json(ref('EntityPage'), {
-              items: name === 'promotion' ? [EXAMPLE_ENTITY] : [],
-              nextCursor: null,
-            }),
+            content: json(
+              { oneOf: [ref('EntityPage'), ref('ChangePage')] },
+              {
+                items: name === 'promotion' ? [EXAMPLE_ENTITY] : [],
+                nextCursor: null,
+                changesSince: 'ODk0NDAu',
+              },
+            ),
           },
           '400': problemRef(400),
           '401': problemRef(401),
+          '410': problemRef(410),
+        },
+      },
+    };
+    paths[`/v1/${collection}/watch`] = {
+      get: {
+        operationId: `watch_${collection}`,
+        summary: `Stream changes of ${collection} (Server-Sent Events)`,
+        description:
+          `Each change is an \`event: change\` whose id is the entity's changeSeq and whose data is the entity; ` +
+          `\`bookmark\` events move an idle client's position, \`resync\` means reconnect (too_slow) or list again ` +
+          `(cursor_expired). Resume after a disconnect with Last-Event-ID. EventSource clients may pass the key as ` +
+          `access_token instead of the Authorization header. ${notVisible}`,
+        tags: [tag],
+        'x-roles': READ_ROLES,
+        parameters: [
+          ...queryParameters(api.watchQuery),
+          {
+            name: 'Last-Event-ID',
+            in: 'header',
+            required: false,
+            description: 'The id of the last event received; takes precedence over since.',
+            schema: { type: 'string' },
+          },
+        ],
+        responses: {
+          '200': {
+            description: 'An event stream, open until the client or the server closes it',
+            content: {
+              'text/event-stream': {
+                schema: { type: 'string' },
+                example: `event: change\nid: ${EXAMPLE_ENTITY.changeSeq}\ndata: ${JSON.stringify(EXAMPLE_ENTITY)}\n\n`,
+              },
+            },
+          },
+          '400': problemRef(400),
+          '401': problemRef(401),
+          '410': problemRef(410),
         },
       },
     };
@@ -512,6 +562,7 @@ export function buildOpenApi(registry: MachineRegistry): OpenApiDocument {
         AppliedResult: jsonSchema(api.appliedResponse),
         Entity: jsonSchema(api.entityResponse),
         EntityPage: jsonSchema(api.entityPageResponse),
+        ChangePage: jsonSchema(api.changePageResponse),
         EventLogPage: jsonSchema(api.eventLogResponse),
         Machine: jsonSchema(api.machineResponse),
         MachineList: jsonSchema(api.machineListResponse),

@@ -20,6 +20,7 @@ export const STATUS: Record<ErrorCode, number> = {
   unavailable: 503,
   redis_eviction_policy: 503,
   machine_invalid: 500,
+  cursor_expired: 410,
   internal: 500,
 };
 
@@ -38,6 +39,7 @@ export const TITLE: Record<ErrorCode, string> = {
   unavailable: 'Service unavailable',
   redis_eviction_policy: 'Redis may evict queued events',
   machine_invalid: 'Invalid machine definition',
+  cursor_expired: 'Cursor expired',
   internal: 'Internal error',
 };
 

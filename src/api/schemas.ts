@@ -39,6 +39,37 @@ export const listQuery = z.strictObject({
     .max(512)
     .optional()
     .meta({ description: 'The nextCursor of the previous page, unchanged.' }),
+  changesSince: z
+    .string()
+    .max(256)
+    .optional()
+    .meta({
+      description:
+        'Follow changes: entities changed after this cursor (a changesSince, nextChangesSince or changeSeq ' +
+        'this API returned), in change order. Not combined with status, updatedSince or cursor.',
+    }),
+});
+
+/** Query of `GET /v1/{collection}/watch`. */
+export const watchQuery = z.strictObject({
+  since: z
+    .string()
+    .max(256)
+    .optional()
+    .meta({
+      description:
+        'Stream changes after this cursor (changesSince of a list, or a changeSeq). A Last-Event-ID header ' +
+        'takes precedence; without either the stream starts at the current position.',
+    }),
+  access_token: z
+    .string()
+    .max(256)
+    .optional()
+    .meta({
+      description:
+        'The API key, for EventSource clients that cannot send an Authorization header. Accepted only ' +
+        'here; the header takes precedence.',
+    }),
 });
 
 /** Query of `GET /v1/{collection}/{id}/events`. */
@@ -110,6 +141,9 @@ export const entityResponse = z.object({
     .meta({ description: 'Applied events the machine does not allow from the prior status.' }),
   createdAt: timestamp,
   updatedAt: timestamp,
+  changeSeq: z.string().meta({
+    description: "Opaque position of the entity's last change: a later change has a greater one.",
+  }),
 });
 
 /** A page of entities. */
@@ -119,6 +153,17 @@ export const entityPageResponse = z.object({
     .string()
     .nullable()
     .meta({ description: 'Pass as cursor for the next page; null at the end.' }),
+  changesSince: z.string().meta({
+    description:
+      'Where to follow this listing from (the same on every page of it): pass as changesSince or to the watch.',
+  }),
+});
+
+/** A page of changes (`GET /v1/{collection}?changesSince=`). */
+export const changePageResponse = z.object({
+  items: z.array(entityResponse).meta({ description: 'Changed entities, in change order.' }),
+  nextChangesSince: z.string().meta({ description: 'Pass as changesSince for the next page.' }),
+  more: z.boolean().meta({ description: 'The page was full: more changes may follow at once.' }),
 });
 
 /** A page of an entity's event log. */
@@ -191,6 +236,7 @@ export const ERROR_CODES = [
   'unavailable',
   'redis_eviction_policy',
   'machine_invalid',
+  'cursor_expired',
   'internal',
 ] as const satisfies readonly ErrorCode[];
 

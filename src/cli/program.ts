@@ -7,6 +7,7 @@ import { registerSend } from './send.ts';
 import { registerFailed } from './failed.ts';
 import { registerRebuild } from './rebuild.ts';
 import { registerPurge } from './purge.ts';
+import { registerWatch } from './watch.ts';
 
 /**
  * The `promosync` command with all its subcommands, not yet run: main.ts parses the process'
@@ -27,5 +28,6 @@ export function createProgram(): Command {
   registerFailed(program);
   registerRebuild(program);
   registerPurge(program);
+  registerWatch(program);
   return program;
 }

@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'unavailable'
   | 'redis_eviction_policy'
   | 'machine_invalid'
+  | 'cursor_expired'
   | 'internal';
 
 /** A problem detail for one field of one input. */

@@ -49,6 +49,8 @@ export class Metrics {
   private readonly machines: ReadonlySet<string>;
   private readonly sources = new Set<string>();
   private readonly maxSources: number;
+  readonly watchers: Gauge;
+  readonly changeHorizonLag: Gauge;
 
   constructor(options: MetricsOptions = {}) {
     this.machines = new Set(options.machines ?? []);
@@ -88,6 +90,16 @@ export class Metrics {
       name: 'promosync_http_requests_total',
       help: 'HTTP requests by method, route and status',
       labelNames: ['method', 'route', 'status'],
+      registers: [this.registry],
+    });
+    this.watchers = new Gauge({
+      name: 'promosync_watch_streams',
+      help: 'Open watch (Server-Sent Events) streams of this process',
+      registers: [this.registry],
+    });
+    this.changeHorizonLag = new Gauge({
+      name: 'promosync_change_horizon_lag_seconds',
+      help: 'Age of the oldest running write transaction, which holds back the change feed (docs/design.md#changes)',
       registers: [this.registry],
     });
   }

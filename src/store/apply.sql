@@ -264,7 +264,8 @@ updated AS (
     owner_key = d.owner_src_key,
     fields = CASE WHEN d.fields IS NULL THEN e.fields ELSE e.fields || d.fields END,
     anomalies = e.anomalies + d.anomalies,
-    updated_at = now()
+    updated_at = now(),
+    change_xid = pg_current_xact_id() -- the change feed's position (docs/design.md#changes)
   FROM row_changes d
   WHERE d.row_exists AND e.machine = d.machine AND e.entity_id = d.entity_id
     -- The same rows again, as arrays the primary key can look up, so the planner reads the rows
@@ -274,9 +275,9 @@ updated AS (
 ),
 inserted AS (
   INSERT INTO entity (machine, entity_id, status, last_event, key, version, merchant_id, fields, anomalies,
-                      owner_source, owner_key)
+                      owner_source, owner_key, change_xid)
   SELECT d.machine, d.entity_id, d.target, d.type, d.key, d.version, d.merchant, coalesce(d.fields, '{}'), d.anomalies,
-         d.owner_src, d.owner_src_key
+         d.owner_src, d.owner_src_key, pg_current_xact_id()
   FROM row_changes d WHERE NOT d.row_exists AND d.type IS NOT NULL
   ORDER BY d.grp
   ON CONFLICT (machine, entity_id) DO NOTHING

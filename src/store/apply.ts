@@ -4,6 +4,7 @@ import type { MachineRegistry, Outcome } from '../domain/index.ts';
 import { APPLY_SQL, applyParams, machinesParam, type BatchEvent } from './apply-sql.ts';
 import { isRetryable, isTransient } from './pg-errors.ts';
 import { refoldEntity } from './rebuild.ts';
+import { CHANGES_CHANNEL } from './changes.ts';
 
 export {
   APPLY_SQL,
@@ -38,6 +39,21 @@ interface ApplyRow {
 }
 
 const MAX_ATTEMPTS = 8;
+
+/**
+ * COMMIT, preceded by one NOTIFY naming the machines whose rows the batch may have changed
+ * (events applied, or stale ones that can still set fields), so watchers wake up at once
+ * instead of at their next poll (docs/design.md#changes). Postgres delivers it at commit, in
+ * the same round trip.
+ */
+export function commitAndNotify(batch: BatchEvent[], rows: { idx: number; outcome: Outcome }[]): string {
+  const machines = new Set<string>();
+  for (const r of rows)
+    if (r.outcome === 'applied' || r.outcome === 'stale') machines.add(batch[r.idx]!.event.machine);
+  if (machines.size === 0) return 'COMMIT';
+  const payload = [...machines].sort().join(',').replaceAll("'", "''");
+  return `NOTIFY ${CHANGES_CHANNEL}, '${payload}'; COMMIT`;
+}
 
 /** The statement failed but its connection is fine: an SQLSTATE that is not about the connection. */
 function statementFailed(err: unknown): boolean {
@@ -128,7 +144,7 @@ export class Applier {
             ...(r.acted_for === null ? {} : { actedFor: r.acted_for }),
           }));
           if (res.rows.some((r) => r.refold)) await this.refold(client, batch, res.rows, out);
-          await client.query('COMMIT');
+          await client.query(commitAndNotify(batch, res.rows));
           open = false;
           return out;
         } catch (err) {

@@ -1,6 +1,9 @@
 // Data access: the Postgres pool and Prisma client, the apply statement, queries, keys, migrations.
 export * from './apply.ts';
+export * from './change-cursor.ts';
+export * from './changes.ts';
 export * from './db.ts';
+export * from './entity-view.ts';
 export * from './keys.ts';
 export * from './machine-defs.ts';
 export * from './migrate.ts';

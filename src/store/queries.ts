@@ -1,20 +1,10 @@
 import type { PrismaClient } from './db.ts';
-import type { FieldValue } from '../domain/index.ts';
-import { ID_PATTERN, PromosyncError, storedValues, type StoredField } from '../domain/index.ts';
+import { ID_PATTERN, PromosyncError } from '../domain/index.ts';
+import { encodeChangeCursor, decodeChangeCursor, type ChangePosition } from './change-cursor.ts';
+import { readHorizon } from './changes.ts';
+import { ENTITY_COLUMNS, toView, type EntityRow, type EntityView, type ReadScope } from './entity-view.ts';
 
-/** An entity as the API returns it. */
-export interface EntityView {
-  id: string;
-  machine: string;
-  status: string;
-  lastEvent: string;
-  version: number | null;
-  merchantId: string | null;
-  attributes: Record<string, FieldValue>;
-  anomalies: number;
-  createdAt: string;
-  updatedAt: string;
-}
+export type { EntityView, ReadScope };
 
 export interface EventView {
   id: string;
@@ -30,39 +20,6 @@ export interface EventView {
   anomaly: boolean;
 }
 
-/** Who may see what: a merchant only its own entities. */
-export interface ReadScope {
-  merchantId: string | null;
-}
-
-interface EntityRow {
-  machine: string;
-  entityId: string;
-  status: string;
-  lastEvent: string;
-  version: bigint | null;
-  merchantId: string | null;
-  fields: unknown;
-  anomalies: number;
-  createdAt: Date;
-  updatedAt: Date;
-}
-
-function toView(r: EntityRow): EntityView {
-  return {
-    id: r.entityId,
-    machine: r.machine,
-    status: r.status,
-    lastEvent: r.lastEvent,
-    version: r.version === null ? null : Number(r.version),
-    merchantId: r.merchantId,
-    attributes: storedValues((r.fields ?? {}) as Record<string, StoredField>),
-    anomalies: r.anomalies,
-    createdAt: r.createdAt.toISOString(),
-    updatedAt: r.updatedAt.toISOString(),
-  };
-}
-
 /** One entity, or null when it does not exist or the scope may not see it (the same to the caller). */
 export async function getEntity(
   prisma: PrismaClient,
@@ -70,7 +27,11 @@ export async function getEntity(
   entityId: string,
   scope: ReadScope,
 ): Promise<EntityView | null> {
-  const row = await prisma.entity.findUnique({ where: { machine_entityId: { machine, entityId } } });
+  const [row] = await prisma.$queryRawUnsafe<EntityRow[]>(
+    `SELECT ${ENTITY_COLUMNS} FROM entity e WHERE e.machine = $1 AND e.entity_id = $2`,
+    machine,
+    entityId,
+  );
   if (!row || (scope.merchantId !== null && row.merchantId !== scope.merchantId)) return null;
   return toView(row);
 }
@@ -82,19 +43,31 @@ export interface ListQuery {
   cursor?: string;
 }
 
-function encodeCursor(at: Date, id: string): string {
-  return Buffer.from(JSON.stringify([at.toISOString(), id])).toString('base64url');
+/** A page cursor: where the page ended, and the change cursor of the listing's first page. */
+interface ListCursor {
+  at: Date;
+  id: string;
+  start: ChangePosition | undefined;
 }
 
-function decodeCursor(cursor: string): { at: Date; id: string } {
+function encodeCursor(at: Date, id: string, start: ChangePosition): string {
+  return Buffer.from(JSON.stringify([at.toISOString(), id, encodeChangeCursor(start)])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): ListCursor {
   try {
-    const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [unknown, unknown];
+    const [at, id, start] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [
+      unknown,
+      unknown,
+      unknown,
+    ];
     const date = new Date(String(at));
     const year = date.getUTCFullYear();
     if (typeof id !== 'string' || !ID_PATTERN.test(id) || !(year >= 1 && year <= 9999)) {
       throw new Error('bad cursor');
     }
-    return { at: date, id };
+    // Cursors of earlier versions carry no start: the page's own horizon then stands in.
+    return { at: date, id, start: start === undefined ? undefined : decodeChangeCursor(String(start)) };
   } catch {
     throw new PromosyncError('invalid_request', 'cursor is not one this API returned', {
       problems: [{ path: 'cursor', message: 'pass the nextCursor of the previous page unchanged' }],
@@ -103,35 +76,44 @@ function decodeCursor(cursor: string): { at: Date; id: string } {
 }
 
 /**
- * A page of entities ordered by (updatedAt, id), oldest change first, so a client can
- * follow changes with `updatedSince` and `nextCursor`.
+ * A page of entities ordered by (updatedAt, id), oldest change first. `updatedSince` is
+ * approximate for following changes (a change can commit after a later one: see
+ * docs/design.md#changes); `changesSince` is where to follow the listing from exactly: the
+ * feed horizon read before the listing's first page, carried by `nextCursor` to every later
+ * page, so every change the listing could have missed lies after it.
  */
 export async function listEntities(
   prisma: PrismaClient,
   machine: string,
   scope: ReadScope,
   q: ListQuery,
-): Promise<{ items: EntityView[]; nextCursor: string | null }> {
+): Promise<{ items: EntityView[]; nextCursor: string | null; changesSince: string }> {
   const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
-  const rows = await prisma.entity.findMany({
-    where: {
-      machine,
-      ...(scope.merchantId !== null ? { merchantId: scope.merchantId } : {}),
-      ...(q.status !== undefined ? { status: q.status } : {}),
-      ...(q.updatedSince !== undefined ? { updatedAt: { gte: q.updatedSince } } : {}),
-      ...(after
-        ? { OR: [{ updatedAt: { gt: after.at } }, { updatedAt: after.at, entityId: { gt: after.id } }] }
-        : {}),
-    },
-    orderBy: [{ updatedAt: 'asc' }, { entityId: 'asc' }],
-    take: q.limit + 1,
-  });
+  // Before the rows are read: every change this snapshot misses has a position at or above it.
+  const start = after?.start ?? (await readHorizon(prisma));
+  const where = ['e.machine = $1'];
+  const values: unknown[] = [machine];
+  const param = (v: unknown): string => `$${values.push(v)}`;
+  if (scope.merchantId !== null) where.push(`e.merchant_id = ${param(scope.merchantId)}`);
+  if (q.status !== undefined) where.push(`e.status = ${param(q.status)}`);
+  if (q.updatedSince !== undefined)
+    where.push(`e.updated_at >= ${param(q.updatedSince.toISOString())}::timestamptz`);
+  if (after)
+    where.push(
+      `(e.updated_at, e.entity_id) > (${param(after.at.toISOString())}::timestamptz, ${param(after.id)})`,
+    );
+  const rows = await prisma.$queryRawUnsafe<EntityRow[]>(
+    `SELECT ${ENTITY_COLUMNS} FROM entity e WHERE ${where.join(' AND ')}
+     ORDER BY e.updated_at, e.entity_id LIMIT ${param(q.limit + 1)}::int`,
+    ...values,
+  );
   const more = rows.length > q.limit;
   const page = more ? rows.slice(0, q.limit) : rows;
   const last = page.at(-1);
   return {
     items: page.map(toView),
-    nextCursor: more && last ? encodeCursor(last.updatedAt, last.entityId) : null,
+    nextCursor: more && last ? encodeCursor(new Date(last.updatedAt), last.entityId, start) : null,
+    changesSince: encodeChangeCursor(start),
   };
 }
 

@@ -211,7 +211,8 @@ async function writeRow(
   const written = update
     ? await client.query(
         `UPDATE entity SET status = $3, last_event = $4, key = $5, version = $6, merchant_id = $7,
-           fields = $8::jsonb, anomalies = $9, owner_source = $10, owner_key = $11, updated_at = now()
+           fields = $8::jsonb, anomalies = $9, owner_source = $10, owner_key = $11, updated_at = now(),
+           change_xid = pg_current_xact_id()
          WHERE machine = $1 AND entity_id = $2`,
         values,
       )

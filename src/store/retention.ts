@@ -1,5 +1,6 @@
 import type { Pool } from 'pg';
 import { withTransaction } from './transaction.ts';
+import { recordPurge } from './changes.ts';
 import type { MachineRegistry } from '../domain/index.ts';
 
 export interface PurgeReport {
@@ -32,19 +33,25 @@ export async function purgeTombstones(
       for (const info of registry.list()) {
         const { name, finalStates } = info.analysis;
         if (finalStates.length === 0) continue;
-        const res = await client.query<{ n: string; e: string }>(
+        const res = await client.query<{ n: string; e: string; xid: string | null; id: string | null }>(
           `WITH gone AS (
-           ${dryRun ? 'SELECT machine, entity_id FROM entity' : 'DELETE FROM entity'}
+           ${dryRun ? 'SELECT machine, entity_id, change_xid FROM entity' : 'DELETE FROM entity'}
            WHERE machine = $1 AND status = ANY($2::text[]) AND updated_at < $3
-           ${dryRun ? '' : 'RETURNING machine, entity_id'}
+           ${dryRun ? '' : 'RETURNING machine, entity_id, change_xid'}
+         ), newest AS (
+           SELECT change_xid::text AS xid, entity_id AS id FROM gone ORDER BY change_xid DESC, entity_id DESC LIMIT 1
          ), log AS (
            ${dryRun ? 'SELECT 1 FROM event_log l' : 'DELETE FROM event_log l'}
            ${dryRun ? 'JOIN gone g ON' : 'USING gone g WHERE'} l.machine = g.machine AND l.entity_id = g.entity_id
            ${dryRun ? '' : 'RETURNING 1'}
          )
-         SELECT (SELECT count(*) FROM gone)::text AS n, (SELECT count(*) FROM log)::text AS e`,
+         SELECT (SELECT count(*) FROM gone)::text AS n, (SELECT count(*) FROM log)::text AS e,
+                (SELECT xid FROM newest) AS xid, (SELECT id FROM newest) AS id`,
           [name, finalStates, olderThan],
         );
+        // Followers cannot be told about removed rows: a cursor below them must list again.
+        const newest = res.rows[0]!;
+        if (!dryRun && newest.xid !== null) await recordPurge(client, name, newest.xid, newest.id!);
         report.entities[name] = Number(res.rows[0]!.n);
         report.events += Number(res.rows[0]!.e);
       }

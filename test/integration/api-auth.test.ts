@@ -312,14 +312,18 @@ describe('authentication and authorization over REST', () => {
     it('a merchant with no promotions gets an empty list', async () => {
       const { key } = await createKey(h.service.db.prisma, { role: 'merchant', merchantId: 'm-none' });
       const page = (await (await h.request('/v1/promotions', { key })).json()) as Page<EntityView>;
-      expect(page).toEqual({ items: [], nextCursor: null });
+      expect(page).toEqual({ items: [], nextCursor: null, changesSince: expect.any(String) });
     });
 
     it("a merchant's page size does not leak whether others have promotions", async () => {
       const page = (await (
         await h.request('/v1/promotions?limit=1', { key: h.keys.merchant })
       ).json()) as Page<EntityView>;
-      expect(page).toEqual({ items: [expect.objectContaining({ id: 'mine' })], nextCursor: null });
+      expect(page).toEqual({
+        items: [expect.objectContaining({ id: 'mine' })],
+        nextCursor: null,
+        changesSince: expect.any(String),
+      });
     });
 
     it('an admin sees every promotion, whoever owns it', async () => {

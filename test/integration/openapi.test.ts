@@ -86,6 +86,7 @@ describe('the OpenAPI document', () => {
         logger: pino({ level: 'silent' }),
         metrics: h.service.metrics,
         probes: {},
+        changes: h.service.changes!,
       });
       const routes = appRoutes(app);
       const documented = Object.entries(doc.paths).flatMap(([path, item]) =>

@@ -2,7 +2,15 @@ import { Router, type Request } from 'express';
 import { PromosyncError } from '../../domain/index.ts';
 import type { MachineInfo, MachineRegistry } from '../../domain/index.ts';
 import type { PrismaClient } from '../../store/index.ts';
-import { getEntity, getEntityEvents, listEntities, type ReadScope } from '../../store/index.ts';
+import {
+  decodeChangeCursor,
+  encodeChangeCursor,
+  getEntity,
+  getEntityEvents,
+  listEntities,
+  readChanges,
+  type ReadScope,
+} from '../../store/index.ts';
 import { authenticate, mayUseMachine, principalOf, type KeyVerifier } from '../auth.ts';
 import { parseQuery } from '../validate.ts';
 import { eventsQuery, idParam, listQuery } from '../schemas.ts';
@@ -44,6 +52,21 @@ export function entitiesRouter(deps: {
           problems: [{ path: 'status', message: `unknown status "${q.status}"` }],
         },
       );
+    }
+    if (q.changesSince !== undefined) {
+      const mixed = (['status', 'updatedSince', 'cursor'] as const).filter((k) => q[k] !== undefined);
+      if (mixed.length > 0) {
+        throw new PromosyncError('invalid_request', 'changesSince is not combined with other filters', {
+          problems: mixed.map((k) => ({
+            path: k,
+            message: 'a follower sees every change; page on with nextChangesSince',
+          })),
+        });
+      }
+      const from = decodeChangeCursor(q.changesSince);
+      const page = await readChanges(deps.prisma, info.analysis.name, scope, from, q.limit);
+      res.json({ items: page.items, nextChangesSince: encodeChangeCursor(page.next), more: page.full });
+      return;
     }
     const page = await listEntities(deps.prisma, info.analysis.name, scope, {
       limit: q.limit,
