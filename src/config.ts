@@ -28,6 +28,8 @@ const schema = z.object({
   RATE_LIMIT_BURST: int(1000, 0, 10_000_000),
   PROMOSYNC_URL: z.string().url().optional(),
   PROMOSYNC_KEY: z.string().optional(),
+  CAPACITY_MAX_BATCH: int(500, 1, 10_000),
+  CAPACITY_SWEEP_MS: int(250, 10, 60_000),
 });
 
 /** promosync's configuration, read from the environment once (see the README's table). */
@@ -69,6 +71,10 @@ export interface Config {
   apiUrl: string | undefined;
   /** Client commands (`send`): the API key to use. */
   apiKey: string | undefined;
+  /** Reservation requests for one promotion admitted by one statement at most. */
+  capacityMaxBatch: number;
+  /** Pause between sweeps of expired holds, in milliseconds. */
+  capacitySweepMs: number;
 }
 
 /**
@@ -106,5 +112,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     rateLimitBurst: e.RATE_LIMIT_BURST,
     apiUrl: e.PROMOSYNC_URL,
     apiKey: e.PROMOSYNC_KEY,
+    capacityMaxBatch: e.CAPACITY_MAX_BATCH,
+    capacitySweepMs: e.CAPACITY_SWEEP_MS,
   });
 }

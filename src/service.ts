@@ -5,7 +5,8 @@ import type { Config } from './config.ts';
 import { MachineRegistry } from './domain/index.ts';
 import { Applier, openDatabase, syncMachineDefs, verifyKey, type Database } from './store/index.ts';
 import { createRedis, EventQueue, EventWorker } from './queue/index.ts';
-import { Metrics } from './observability/index.ts';
+import { CapacityMetrics, Metrics } from './observability/index.ts';
+import { CapacityService } from './capacity/index.ts';
 
 export interface ServiceOptions {
   config: Readonly<Config>;
@@ -121,8 +122,18 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         backoffMs: config.jobBackoffMs,
       });
       closers.push(() => queue.close());
+      const capacity = new CapacityService({
+        pool: db.pool,
+        logger,
+        metrics: new CapacityMetrics(metrics.registry),
+        maxBatch: config.capacityMaxBatch,
+        sweepIntervalMs: config.capacitySweepMs,
+      });
+      capacity.start();
+      closers.push(() => capacity.close());
       const { ApiServer, createApp } = await import('./api/index.ts');
       const app = createApp({
+        capacity,
         registry,
         queue,
         prisma: db.prisma,

@@ -5,11 +5,13 @@ import type { MachineRegistry } from '../domain/index.ts';
 import type { EventQueue } from '../queue/index.ts';
 import type { PrismaClient } from '../store/index.ts';
 import type { Metrics } from '../observability/index.ts';
+import type { CapacityService } from '../capacity/index.ts';
 import type { KeyVerifier } from './auth.ts';
 import { problemHandler } from './problem.ts';
 import { rateLimit, type RateLimitOptions } from './rate-limit.ts';
 import { eventsRouter } from './routes/events.ts';
 import { entitiesRouter } from './routes/entities.ts';
+import { capacityRouter } from './routes/capacity.ts';
 import { machinesRouter } from './routes/machines.ts';
 import { healthRouter, type Probe } from './routes/health.ts';
 import { apiDocsRouter } from './openapi.ts';
@@ -27,6 +29,8 @@ export interface AppDeps {
   bodyLimit?: string;
   /** Per-key rate limit of the `/v1` endpoints; none when absent. */
   rateLimit?: RateLimitOptions;
+  /** Promotion capacity (limits and reservations); its endpoints exist only when given. */
+  capacity?: CapacityService;
 }
 
 /** The Express application: routers only parse, call one function and map the result. */
@@ -87,7 +91,21 @@ export function createApp(deps: AppDeps): Express {
   );
   app.use(eventsRouter(routed));
   app.use(machinesRouter(routed));
-  app.use(entitiesRouter(routed));
+  const { capacity } = routed;
+  if (capacity) app.use(capacityRouter({ ...routed, capacity }));
+  app.use(
+    entitiesRouter({
+      ...routed,
+      ...(capacity
+        ? {
+            embed: async (machine: string, id: string) => {
+              const summary = machine === 'promotion' ? await capacity.summary(id) : null;
+              return summary ? { capacity: summary } : {};
+            },
+          }
+        : {}),
+    }),
+  );
   app.use(apiDocsRouter(routed));
   app.use(dashboardRouter({ queue: deps.queue.queue, verify: routed.verify }));
   app.use(() => {

@@ -91,6 +91,13 @@ export const ERROR_MEANING: Readonly<Record<ErrorCode, string>> = {
   unavailable: 'The queue (Redis) cannot take the events; nothing was accepted, retry later.',
   machine_invalid: 'A machine definition has errors.',
   internal: 'An unexpected error; the server logged it.',
+  capacity_exhausted:
+    'A limit of the promotion has no room for the units asked for; limit names it (total, perCustomer or perWindow). Nothing was taken.',
+  promotion_not_active:
+    'The promotion is not ACTIVATED (or promosync has no status for it yet): it grants no new units.',
+  order_conflict:
+    'The orderId was used before with other units or another customer, or a confirmed reservation cannot be released.',
+  hold_expired: 'The hold expired or was released before it was confirmed; its units went back.',
 };
 
 const REASON: Record<number, string> = {
@@ -99,6 +106,7 @@ const REASON: Record<number, string> = {
   403: 'Forbidden',
   404: 'Not found',
   413: 'Payload too large',
+  409: 'Conflict',
   415: 'Unsupported media type',
   429: 'Too many requests',
   500: 'Internal error',

@@ -19,6 +19,10 @@ export const STATUS: Record<ErrorCode, number> = {
   unavailable: 503,
   machine_invalid: 500,
   internal: 500,
+  capacity_exhausted: 409,
+  promotion_not_active: 409,
+  order_conflict: 409,
+  hold_expired: 409,
 };
 
 export const TITLE: Record<ErrorCode, string> = {
@@ -36,6 +40,10 @@ export const TITLE: Record<ErrorCode, string> = {
   unavailable: 'Service unavailable',
   machine_invalid: 'Invalid machine definition',
   internal: 'Internal error',
+  capacity_exhausted: 'Capacity exhausted',
+  promotion_not_active: 'Promotion not active',
+  order_conflict: 'Order conflict',
+  hold_expired: 'Hold expired',
 };
 
 /** Writes an RFC 9457 problem document. */

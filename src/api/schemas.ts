@@ -183,6 +183,10 @@ export const ERROR_CODES = [
   'unavailable',
   'machine_invalid',
   'internal',
+  'capacity_exhausted',
+  'promotion_not_active',
+  'order_conflict',
+  'hold_expired',
 ] as const satisfies readonly ErrorCode[];
 
 // Fails to compile when an ErrorCode is missing above.

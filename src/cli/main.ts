@@ -8,6 +8,7 @@ import { registerFailed } from './failed.ts';
 import { registerRebuild } from './rebuild.ts';
 import { registerPurge } from './purge.ts';
 import { registerBench } from './bench.ts';
+import { registerCapacity } from './capacity.ts';
 
 const program = new Command('promosync')
   .description(
@@ -24,6 +25,7 @@ registerFailed(program);
 registerRebuild(program);
 registerPurge(program);
 registerBench(program);
+registerCapacity(program);
 
 try {
   await program.parseAsync(process.argv);

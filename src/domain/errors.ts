@@ -13,7 +13,11 @@ export type ErrorCode =
   | 'rate_limited'
   | 'unavailable'
   | 'machine_invalid'
-  | 'internal';
+  | 'internal'
+  | 'capacity_exhausted'
+  | 'promotion_not_active'
+  | 'order_conflict'
+  | 'hold_expired';
 
 /** A problem detail for one field of one input. */
 export interface FieldProblem {

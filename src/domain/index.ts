@@ -1,5 +1,6 @@
 // The pure core: machine analysis, the event contract, ordering keys and the merge rule.
 export * from './analysis-types.ts';
+export * from './capacity.ts';
 export * from './diagram.ts';
 export * from './errors.ts';
 export * from './event-schema.ts';

@@ -1,5 +1,6 @@
 // Data access: the Postgres pool and Prisma client, the apply statement, queries, keys, migrations.
 export * from './apply.ts';
+export * from './capacity.ts';
 export * from './db.ts';
 export * from './keys.ts';
 export * from './machine-defs.ts';
