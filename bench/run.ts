@@ -17,6 +17,7 @@ import {
 import { postgresDesigns, type PostgresDesign } from './scenarios/postgres.ts';
 import { singleEventJobs } from './scenarios/queue.ts';
 import { restIngest, type RestLayout } from './scenarios/rest.ts';
+import { capacityScenarios } from './scenarios/capacity.ts';
 import { expectedStates } from './verify.ts';
 import { makeWorkload } from './workload.ts';
 
@@ -31,6 +32,7 @@ export const SCENARIOS = [
   'sync2',
   'naive',
   'ceiling',
+  'capacity',
 ] as const;
 export type ScenarioId = (typeof SCENARIOS)[number];
 
@@ -175,6 +177,7 @@ export async function runBench(
     if (designs.length > 0)
       // These log their own lines.
       for (const r of await postgresDesigns(ctx, designs as PostgresDesign[])) record(r, true);
+    if (only.has('capacity')) for (const r of await capacityScenarios(ctx)) record(r, true);
   }
   const results = [...runs.values()].map((all) => medianRun(all, rounds));
 
