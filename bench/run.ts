@@ -177,7 +177,9 @@ export async function runBench(
     if (designs.length > 0)
       // These log their own lines.
       for (const r of await postgresDesigns(ctx, designs as PostgresDesign[])) record(r, true);
-    if (only.has('capacity')) for (const r of await capacityScenarios(ctx)) record(r, true);
+    // A minute of closed-loop HTTP load: run on demand (--only capacity or a full run), not in the quick smoke run.
+    if (only.has('capacity') && (!o.quick || o.only?.includes('capacity')))
+      for (const r of await capacityScenarios(ctx)) record(r, true);
   }
   const results = [...runs.values()].map((all) => medianRun(all, rounds));
 
