@@ -57,7 +57,7 @@ export interface ScenarioResult {
   count: number;
   seconds: number;
   rate: number;
-  unit: 'events/s' | 'jobs/s' | 'rows/s';
+  unit: 'events/s' | 'jobs/s' | 'rows/s' | 'reservations/s';
   /** Accept-to-applied latency, in milliseconds, for designs that accept before applying. */
   latency?: { p50: number; p99: number; max: number; samples: number };
   /** promosync runs: the convergence check; a failed check makes the run a failure. */

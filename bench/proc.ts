@@ -146,3 +146,19 @@ export function spawnNoopWorker(env: Record<string, string>): Promise<Child> {
     ready: [/no-op worker ready/],
   });
 }
+
+/** Starts a TypeScript server script of the benchmark and waits until it prints `API on http…`. */
+export function spawnBenchServer(
+  name: string,
+  file: string,
+  env: Record<string, string>,
+  nodeArgs: string[] = [],
+): Promise<Child> {
+  return spawnChild({
+    name,
+    args: ['--import', 'tsx', fileURLToPath(new URL(file, import.meta.url))],
+    env,
+    ready: [/API on http/],
+    nodeArgs,
+  });
+}

@@ -127,6 +127,7 @@ export function checkTargets(results: ScenarioResult[]): TargetCheck[] {
       detail: `${fmtRate(q.rate)} events/s (${q.id}) against ${fmtRate(noop.rate)} jobs/s (${noop.id}) at the same concurrency: ${ratio.toFixed(2)}×${peak ? `; ${(q.rate / peak.rate).toFixed(2)}× the no-op's ${fmtRate(peak.rate)} jobs/s at ${peak.notes[0]?.match(/concurrency \d+/)?.[0] ?? 'its peak concurrency'}` : ''}`,
     });
   }
+  out.push(...capacityTargets(results));
   return out;
 }
 
@@ -152,6 +153,62 @@ export function tableRatios(results: ScenarioResult[]): Ratio[] {
       const ref = byId(results, refId);
       if (ref && ref !== r) out.push({ design: r.id, reference: ref.id, ratio: r.rate / ref.rate });
     }
+  }
+  return out;
+}
+
+/** The capacity targets: ≥ 5× the per-request UPDATE, p99 ≤ 20 ms at half peak, 100 promotions ≥ one. */
+function capacityTargets(results: ScenarioResult[]): TargetCheck[] {
+  const out: TargetCheck[] = [];
+  const ours = byId(results, 'capacity-promosync');
+  const ref = byId(results, 'capacity-reference');
+  const half = byId(results, 'capacity-half-peak');
+  const many = byId(results, 'capacity-100');
+  const expiry = byId(results, 'capacity-expiry');
+  if (ours && ref) {
+    const ratio = ours.rate / ref.rate;
+    out.push({
+      name: 'Reservations on one hot promotion',
+      value: ratio,
+      goal: '≥ 5× one conditional UPDATE per request',
+      met: ratio >= 5,
+      figure: ours.id,
+      reference: ref.id,
+      detail: `${fmtRate(ours.rate)} against ${fmtRate(ref.rate)} reservations/s: ${ratio.toFixed(2)}×`,
+    });
+  }
+  if (half?.latency) {
+    out.push({
+      name: 'Reservation latency at half peak',
+      value: half.latency.p99,
+      goal: 'p99 ≤ 20 ms',
+      met: half.latency.p99 <= 20,
+      figure: half.id,
+      reference: half.id,
+      detail: `p50 ${half.latency.p50.toFixed(1)} ms, p99 ${half.latency.p99.toFixed(1)} ms at ${fmtRate(half.rate)} reservations/s`,
+    });
+  }
+  if (ours && many) {
+    out.push({
+      name: 'Reservations over 100 promotions',
+      value: many.rate / ours.rate,
+      goal: '≥ the hot promotion’s rate',
+      met: many.rate >= ours.rate,
+      figure: many.id,
+      reference: ours.id,
+      detail: `${fmtRate(many.rate)} against ${fmtRate(ours.rate)} reservations/s`,
+    });
+  }
+  if (expiry?.latency) {
+    out.push({
+      name: 'Hold expiry recorded',
+      value: expiry.latency.p99,
+      goal: 'p99 ≤ 1 s after expiresAt',
+      met: expiry.latency.p99 <= 1000,
+      figure: expiry.id,
+      reference: expiry.id,
+      detail: `p50 ${expiry.latency.p50.toFixed(0)} ms, p99 ${expiry.latency.p99.toFixed(0)} ms over ${expiry.latency.samples} holds`,
+    });
   }
   return out;
 }

@@ -20,6 +20,7 @@ import { pgbenchDesigns } from './scenarios/pgbench.ts';
 import { singleEventJobs } from './scenarios/queue.ts';
 import { restIngest, type RestLayout } from './scenarios/rest.ts';
 import { writeSet } from './scenarios/write-set.ts';
+import { capacityScenarios } from './scenarios/capacity.ts';
 import { expectedStates } from './verify.ts';
 import { makeWorkload } from './workload.ts';
 
@@ -39,6 +40,7 @@ export const SCENARIOS = [
   'sync2',
   'naive',
   'ceiling',
+  'capacity',
 ] as const;
 export type ScenarioId = (typeof SCENARIOS)[number];
 
@@ -188,6 +190,9 @@ export async function runBench(
     if (designs.length > 0)
       // These log their own lines.
       for (const r of await postgresDesigns(ctx, designs as PostgresDesign[])) record(r, true);
+    // A minute of closed-loop HTTP load: run on demand (--only capacity or a full run), not in the quick smoke run.
+    if (only.has('capacity') && (!o.quick || o.only?.includes('capacity')))
+      for (const r of await capacityScenarios(ctx)) record(r, true);
   }
   const results = [...runs.values()].map((all) => medianRun(all, rounds));
 

@@ -75,6 +75,8 @@ const schema = z.object({
   WATCH_HEARTBEAT_MS: int(15_000, 100, 600_000),
   WATCH_MAX_BUFFERED_BYTES: int(1024 * 1024, 65_536, 1024 * 1024 * 1024),
   WATCH_STALL_TIMEOUT_MS: int(30_000, 100, 3_600_000),
+  CAPACITY_MAX_BATCH: int(500, 1, 10_000),
+  CAPACITY_SWEEP_MS: int(250, 10, 60_000),
 });
 
 /** promosync's configuration, read from the environment once (see the README's table). */
@@ -130,6 +132,10 @@ export interface Config {
   watchMaxBufferedBytes: number;
   /** Watch streams: how long a client may leave those unread before it is told to resync and disconnected. */
   watchStallTimeoutMs: number;
+  /** Reservation requests for one promotion admitted by one statement at most. */
+  capacityMaxBatch: number;
+  /** Pause between sweeps of expired holds, in milliseconds. */
+  capacitySweepMs: number;
 }
 
 /**
@@ -174,5 +180,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     watchHeartbeatMs: e.WATCH_HEARTBEAT_MS,
     watchMaxBufferedBytes: e.WATCH_MAX_BUFFERED_BYTES,
     watchStallTimeoutMs: e.WATCH_STALL_TIMEOUT_MS,
+    capacityMaxBatch: e.CAPACITY_MAX_BATCH,
+    capacitySweepMs: e.CAPACITY_SWEEP_MS,
   });
 }

@@ -13,7 +13,8 @@ import {
   type Database,
 } from './store/index.ts';
 import { createRedis, EventQueue, EventWorker } from './queue/index.ts';
-import { Metrics } from './observability/index.ts';
+import { CapacityMetrics, Metrics } from './observability/index.ts';
+import { CapacityService } from './capacity/index.ts';
 import {
   EvictionGuard,
   evictionPolicyError,
@@ -185,6 +186,15 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         backoffMs: config.jobBackoffMs,
       });
       closers.push(() => queue.close());
+      const capacity = new CapacityService({
+        pool: db.pool,
+        logger,
+        metrics: new CapacityMetrics(metrics.registry),
+        maxBatch: config.capacityMaxBatch,
+        sweepIntervalMs: config.capacitySweepMs,
+      });
+      capacity.start();
+      closers.push(() => capacity.close());
       const { ApiServer, ChangeHub, createApp } = await import('./api/index.ts');
       const changes = new ChangeHub({
         prisma: db.prisma,
@@ -201,6 +211,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       hub = changes;
       const app = createApp({
         changes,
+        capacity,
         registry,
         queue,
         prisma: db.prisma,

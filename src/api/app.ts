@@ -5,6 +5,7 @@ import type { MachineRegistry } from '../domain/index.ts';
 import type { EventQueue } from '../queue/index.ts';
 import type { PrismaClient } from '../store/index.ts';
 import type { Metrics } from '../observability/index.ts';
+import type { CapacityService } from '../capacity/index.ts';
 import type { KeyVerifier } from './auth.ts';
 import { problemHandler } from './problem.ts';
 import { rateLimit, type RateLimitOptions } from './rate-limit.ts';
@@ -12,6 +13,7 @@ import { eventsRouter } from './routes/events.ts';
 import { entitiesRouter } from './routes/entities.ts';
 import { watchRouter } from './routes/watch.ts';
 import type { ChangeHub } from './change-hub.ts';
+import { capacityRouter } from './routes/capacity.ts';
 import { machinesRouter } from './routes/machines.ts';
 import { healthRouter, type Probe } from './routes/health.ts';
 import { apiDocsRouter } from './openapi.ts';
@@ -36,6 +38,8 @@ export interface AppDeps {
   acceptance?: () => Promise<void>;
   /** Serves `GET /v1/{collection}/watch`; the endpoint is absent without it. */
   changes?: ChangeHub;
+  /** Promotion capacity (limits and reservations); its endpoints exist only when given. */
+  capacity?: CapacityService;
 }
 
 /** `queue` whose enqueue first runs `acceptance`, which throws to refuse. */
@@ -115,7 +119,21 @@ export function createApp(deps: AppDeps): Express {
   app.use(machinesRouter(routed));
   // Before the entities router, whose /v1/:collection/:id would take "watch" for an id.
   if (deps.changes) app.use(watchRouter({ ...routed, changes: deps.changes }));
-  app.use(entitiesRouter(routed));
+  const { capacity } = routed;
+  if (capacity) app.use(capacityRouter({ ...routed, capacity }));
+  app.use(
+    entitiesRouter({
+      ...routed,
+      ...(capacity
+        ? {
+            embed: async (machine: string, id: string) => {
+              const summary = machine === 'promotion' ? await capacity.summary(id) : null;
+              return summary ? { capacity: summary } : {};
+            },
+          }
+        : {}),
+    }),
+  );
   app.use(apiDocsRouter(routed));
   app.use(dashboardRouter({ queue: deps.queue.queue, verify: routed.verify }));
   app.use(() => {

@@ -38,7 +38,9 @@ export function principalOf(req: Request): Principal {
   return req.principal;
 }
 
-/** Whether a principal may see or push a machine's entities. */
+/** Whether a principal may see or push a machine's entities (producer and checkout keys are scoped). */
 export function mayUseMachine(p: Principal, machine: string): boolean {
-  return p.role !== 'producer' || p.machines === null || p.machines.includes(machine);
+  return (
+    (p.role !== 'producer' && p.role !== 'checkout') || p.machines === null || p.machines.includes(machine)
+  );
 }

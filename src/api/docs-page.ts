@@ -291,7 +291,7 @@ main h2{margin:32px 0 8px;font-size:20px;border-bottom:1px solid var(--line);pad
 .auth{color:var(--muted);font-size:13px}
 .muted{color:var(--muted);font-weight:normal}
 .method{display:inline-block;min-width:52px;text-align:center;padding:2px 8px;border-radius:4px;color:#fff;font:600 12px/1.6 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
-.method.get{background:#1f7a4d}.method.post{background:#2456c8}
+.method.get{background:#1f7a4d}.method.post{background:#2456c8}.method.put{background:#8a5a00}
 code{font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,"DejaVu Sans Mono",monospace;background:var(--code);padding:1px 4px;border-radius:3px;overflow-wrap:anywhere}
 .path{font-size:15px;background:none;padding:0}
 pre{background:#1d2330;color:#e8ecf3;padding:12px 14px;border-radius:6px;overflow:auto;margin:6px 0}
@@ -355,7 +355,7 @@ ${g.ops.map((e) => operationCard(doc, base, e)).join('\n')}</section>`,
 <div class="layout"><nav aria-label="Endpoints">${nav}<h2>Reference</h2><ul><li><a href="#auth">Authentication</a></li><li><a href="#errors">Errors</a></li></ul></nav>
 <main>
 <section id="auth"><h2>Authentication</h2>
-<p>Send an API key as <code>Authorization: Bearer &lt;key&gt;</code>. Create keys with <code>promosync keys create --role producer|merchant|admin</code>; the key is printed once.</p>
+<p>Send an API key as <code>Authorization: Bearer &lt;key&gt;</code>. Create keys with <code>promosync keys create --role producer|merchant|checkout|admin</code>; the key is printed once.</p>
 <ul>${schemes}</ul></section>
 ${sections}
 ${errorsSection(doc)}

@@ -43,7 +43,7 @@ export interface Operation {
   responses: Record<string, ResponseObject | { $ref: string }>;
 }
 
-export type Method = 'get' | 'post';
+export type Method = 'get' | 'post' | 'put';
 
 export interface OpenApiDocument {
   openapi: string;

@@ -10,6 +10,7 @@ import {
   type MachineRegistry,
 } from '../domain/index.ts';
 import * as api from './schemas.ts';
+import * as cap from './capacity-schemas.ts';
 import { renderDocsPage } from './docs-page.ts';
 import { STATUS } from './problem.ts';
 import type { JsonSchema, MediaType, OpenApiDocument, Parameter, ResponseObject } from './openapi-types.ts';
@@ -38,6 +39,13 @@ export const ERROR_MEANING: Readonly<Record<ErrorCode, string>> = {
   cursor_expired:
     'A change cursor older than the changes kept: list the collection again without a cursor, then follow from its changesSince.',
   internal: 'An unexpected error; the server logged it.',
+  capacity_exhausted:
+    'A limit of the promotion has no room for the units asked for; limit names it (total, perCustomer or perWindow). Nothing was taken.',
+  promotion_not_active:
+    'The promotion is not ACTIVATED (or promosync has no status for it yet): it grants no new units.',
+  order_conflict:
+    'The orderId was used before with other units or another customer, or a confirmed reservation cannot be released.',
+  hold_expired: 'The hold expired or was released before it was confirmed; its units went back.',
 };
 
 const REASON: Record<number, string> = {
@@ -47,6 +55,7 @@ const REASON: Record<number, string> = {
   404: 'Not found',
   410: 'Gone',
   413: 'Payload too large',
+  409: 'Conflict',
   415: 'Unsupported media type',
   429: 'Too many requests',
   500: 'Internal error',
@@ -448,6 +457,8 @@ export function buildOpenApi(registry: MachineRegistry): OpenApiDocument {
     };
   }
 
+  if (machines.some((m) => m.analysis.name === 'promotion')) Object.assign(paths, capacityPaths(idSchema));
+
   // Every /v1 endpoint answers 429 when the API runs with a rate limit.
   for (const [path, item] of Object.entries(paths)) {
     if (!path.startsWith('/v1/')) continue;
@@ -548,6 +559,11 @@ export function buildOpenApi(registry: MachineRegistry): OpenApiDocument {
         name: m.analysis.collection,
         description: `Entities of machine ${m.analysis.name} (states ${m.analysis.states.join(', ')}).`,
       })),
+      {
+        name: 'capacity',
+        description:
+          'Redemption limits of promotions and the reservations that take units from them: held, then confirmed, released or expired.',
+      },
       { name: 'machines', description: 'The machines, their event ranks and diagnostics.' },
       { name: 'operations', description: 'Health, readiness, metrics and the queue dashboard.' },
       { name: 'documentation', description: 'This document and its page.' },
@@ -560,7 +576,7 @@ export function buildOpenApi(registry: MachineRegistry): OpenApiDocument {
         EventBatch: batchJsonSchema(),
         Accepted: jsonSchema(api.acceptedResponse),
         AppliedResult: jsonSchema(api.appliedResponse),
-        Entity: jsonSchema(api.entityResponse),
+        Entity: entityJsonSchema(),
         EntityPage: jsonSchema(api.entityPageResponse),
         ChangePage: jsonSchema(api.changePageResponse),
         EventLogPage: jsonSchema(api.eventLogResponse),
@@ -569,6 +585,11 @@ export function buildOpenApi(registry: MachineRegistry): OpenApiDocument {
         Health: jsonSchema(api.healthResponse),
         Ready: jsonSchema(api.readyResponse),
         Problem: jsonSchema(api.problemResponse),
+        Limits: jsonSchema(cap.limitsBody, 'input'),
+        ReservationRequest: jsonSchema(cap.reserveBody, 'input'),
+        ReservationAnswer: jsonSchema(cap.reserveResponse),
+        Reservation: jsonSchema(cap.reservationResponse),
+        Capacity: jsonSchema(cap.capacityResponse),
       },
       responses: problemResponses(),
       securitySchemes: {
@@ -576,12 +597,209 @@ export function buildOpenApi(registry: MachineRegistry): OpenApiDocument {
           type: 'http',
           scheme: 'bearer',
           description:
-            'An API key from promosync keys create. Roles: producer (push, scoped to its source and machines), merchant (read its own entities), admin (everything).',
+            'An API key from promosync keys create. Roles: producer (push, scoped to its source and machines), merchant (read its own entities), checkout (reserve promotion capacity), admin (everything).',
         },
         basicAuth: {
           type: 'http',
           scheme: 'basic',
           description: 'For browsers (the queue dashboard): any username, an admin key as the password.',
+        },
+      },
+    },
+  };
+}
+
+/** An entity; a promotion with limits also carries its capacity summary. */
+function entityJsonSchema(): JsonSchema {
+  const s = jsonSchema(api.entityResponse) as JsonSchema & { properties: Record<string, JsonSchema> };
+  s.properties.capacity = {
+    ...ref('Capacity'),
+    description: 'Promotions with limits or reservations only: the capacity summary.',
+  };
+  return s;
+}
+
+const EXAMPLE_CAPACITY = {
+  promotionId: 'promo-123',
+  total: { max: 1000, confirmed: 640, held: 12, remaining: 348 },
+  perCustomer: { max: 1 },
+  perWindow: { seconds: 3600, max: 200, confirmed: 150, held: 12, remaining: 38 },
+};
+
+/** The capacity endpoints of promotions (docs/capacity.md). */
+function capacityPaths(idSchema: JsonSchema): OpenApiDocument['paths'] {
+  const id: Parameter = {
+    name: 'id',
+    in: 'path',
+    required: true,
+    description: "The promotion's entityId.",
+    schema: idSchema,
+    example: 'promo-123',
+  };
+  const orderId: Parameter = {
+    name: 'orderId',
+    in: 'path',
+    required: true,
+    description: 'The orderId the reservation was made with.',
+    schema: jsonSchema(cap.orderIdParam, 'input'),
+    example: 'o-1',
+  };
+  const reservation = (example: Record<string, unknown>) =>
+    json(ref('Reservation'), {
+      promotionId: 'promo-123',
+      orderId: 'o-1',
+      customerId: 'c-9',
+      units: 1,
+      createdAt: '2026-11-21T10:00:00.000Z',
+      expiresAt: '2026-11-21T10:05:00.000Z',
+      ...example,
+    });
+  const CHECKOUT = ['checkout', 'admin'];
+  return {
+    '/v1/promotions/{id}/limits': {
+      put: {
+        operationId: 'putPromotionLimits',
+        summary: "Set a promotion's limits",
+        description:
+          'Every field is optional: an absent one keeps its limit, null removes it. The promotion need not exist yet: limits may arrive before its first status event. Lowering a limit below its use takes nothing back; nothing new is granted until use is under it. Answers the capacity summary.',
+        tags: ['capacity'],
+        'x-roles': ['producer', 'admin'],
+        parameters: [id],
+        requestBody: {
+          required: true,
+          content: json(ref('Limits'), {
+            total: 1000,
+            perCustomer: 1,
+            perWindow: { seconds: 3600, max: 200 },
+          }),
+        },
+        responses: {
+          '200': {
+            description: 'The limits now, with their use',
+            content: json(ref('Capacity'), EXAMPLE_CAPACITY),
+          },
+          '400': problemRef(400),
+          '401': problemRef(401),
+          '403': problemRef(403),
+          '404': problemRef(404),
+          '415': problemRef(415),
+        },
+      },
+    },
+    '/v1/promotions/{id}/capacity': {
+      get: {
+        operationId: 'getPromotionCapacity',
+        summary: "A promotion's limits and their use",
+        description:
+          'Per limit: max, confirmed units, units in live holds and what remains, exact at the moment of the read (a hold past its expiry counts as released). Readable by the promotion’s merchant, checkout keys, producers of the machine and admins.',
+        tags: ['capacity'],
+        'x-roles': ['merchant', 'producer', 'checkout', 'admin'],
+        parameters: [id, ...queryParameters(cap.capacityQuery, { customerId: 'c-9' })],
+        responses: {
+          '200': { description: 'The capacity summary', content: json(ref('Capacity'), EXAMPLE_CAPACITY) },
+          '400': problemRef(400),
+          '401': problemRef(401),
+          '404': problemRef(404),
+        },
+      },
+    },
+    '/v1/promotions/{id}/reservations': {
+      post: {
+        operationId: 'reservePromotionUnits',
+        summary: 'Reserve units of an ACTIVATED promotion (a hold)',
+        description:
+          'Every limit of the promotion is checked and taken together, or none. The answer comes once the hold is committed to the database. The same request again (same orderId, units and customer) gets the first answer with 200 and takes nothing twice; the same orderId with other units or another customer is order_conflict. A hold not confirmed within holdSeconds expires and its units return.',
+        tags: ['capacity'],
+        'x-roles': CHECKOUT,
+        parameters: [id],
+        requestBody: {
+          required: true,
+          content: json(ref('ReservationRequest'), {
+            orderId: 'o-1',
+            customerId: 'c-9',
+            units: 1,
+            holdSeconds: 300,
+          }),
+        },
+        responses: {
+          '200': { description: 'A retry: the first answer again', content: json(ref('ReservationAnswer')) },
+          '201': {
+            description: 'Held',
+            content: json(ref('ReservationAnswer'), {
+              orderId: 'o-1',
+              status: 'held',
+              units: 1,
+              customerId: 'c-9',
+              expiresAt: '2026-11-21T10:05:00.000Z',
+              remaining: { total: 999, perCustomer: 0, perWindow: 199 },
+            }),
+          },
+          '400': problemRef(400),
+          '401': problemRef(401),
+          '403': problemRef(403),
+          '404': problemRef(404),
+          '409': problemRef(409),
+          '415': problemRef(415),
+          '503': problemRef(503),
+        },
+      },
+    },
+    '/v1/promotions/{id}/reservations/{orderId}': {
+      get: {
+        operationId: 'getReservation',
+        summary: 'One reservation as it is now',
+        tags: ['capacity'],
+        'x-roles': CHECKOUT,
+        parameters: [id, orderId],
+        responses: {
+          '200': {
+            description: 'The reservation',
+            content: reservation({ status: 'held', resolvedAt: null }),
+          },
+          '401': problemRef(401),
+          '403': problemRef(403),
+          '404': problemRef(404),
+        },
+      },
+    },
+    '/v1/promotions/{id}/reservations/{orderId}/confirm': {
+      post: {
+        operationId: 'confirmReservation',
+        summary: 'Confirm a hold: its units are taken for good',
+        description: 'Idempotent. A hold that expired or was released cannot be confirmed (hold_expired).',
+        tags: ['capacity'],
+        'x-roles': CHECKOUT,
+        parameters: [id, orderId],
+        responses: {
+          '200': {
+            description: 'Confirmed',
+            content: reservation({ status: 'confirmed', resolvedAt: '2026-11-21T10:01:00.000Z' }),
+          },
+          '401': problemRef(401),
+          '403': problemRef(403),
+          '404': problemRef(404),
+          '409': problemRef(409),
+        },
+      },
+    },
+    '/v1/promotions/{id}/reservations/{orderId}/release': {
+      post: {
+        operationId: 'releaseReservation',
+        summary: 'Release a hold: its units return at once',
+        description:
+          'Idempotent. A hold already past its expiry answers with status expired (its units returned then). A confirmed reservation cannot be released (order_conflict).',
+        tags: ['capacity'],
+        'x-roles': CHECKOUT,
+        parameters: [id, orderId],
+        responses: {
+          '200': {
+            description: 'Released (or expired before)',
+            content: reservation({ status: 'released', resolvedAt: '2026-11-21T10:01:00.000Z' }),
+          },
+          '401': problemRef(401),
+          '403': problemRef(403),
+          '404': problemRef(404),
+          '409': problemRef(409),
         },
       },
     },

@@ -22,6 +22,10 @@ export const STATUS: Record<ErrorCode, number> = {
   machine_invalid: 500,
   cursor_expired: 410,
   internal: 500,
+  capacity_exhausted: 409,
+  promotion_not_active: 409,
+  order_conflict: 409,
+  hold_expired: 409,
 };
 
 export const TITLE: Record<ErrorCode, string> = {
@@ -41,6 +45,10 @@ export const TITLE: Record<ErrorCode, string> = {
   machine_invalid: 'Invalid machine definition',
   cursor_expired: 'Cursor expired',
   internal: 'Internal error',
+  capacity_exhausted: 'Capacity exhausted',
+  promotion_not_active: 'Promotion not active',
+  order_conflict: 'Order conflict',
+  hold_expired: 'Hold expired',
 };
 
 /** Writes an RFC 9457 problem document. */

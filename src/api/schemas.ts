@@ -238,6 +238,10 @@ export const ERROR_CODES = [
   'machine_invalid',
   'cursor_expired',
   'internal',
+  'capacity_exhausted',
+  'promotion_not_active',
+  'order_conflict',
+  'hold_expired',
 ] as const satisfies readonly ErrorCode[];
 
 // Fails to compile when an ErrorCode is missing above.

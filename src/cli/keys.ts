@@ -24,12 +24,12 @@ export function registerKeys(program: Command): void {
   cmd
     .command('create')
     .description('create a key; prints it once, alone on the last line')
-    .requiredOption('--role <role>', 'producer, merchant or admin')
+    .requiredOption('--role <role>', 'producer, merchant, admin or checkout')
     .option(
       '--source <name>',
       'producer: the source its events are recorded under (not a reserved one, e.g. admin)',
     )
-    .option('--machines <list>', 'producer: comma-separated machines it may push to (default: all)')
+    .option('--machines <list>', 'producer, checkout: comma-separated machines it may use (default: all)')
     .option(
       '--may-write-for <sources>',
       'producer: comma-separated sources whose entities it may write besides its own (default: none)',
@@ -40,7 +40,8 @@ export function registerKeys(program: Command): void {
       'after',
       '\nExamples:\n  promosync keys create --role producer --source cashback --machines promotion\n' +
         '  promosync keys create --role producer --source backoffice --may-write-for cashback,sku\n' +
-        '  promosync keys create --role merchant --merchant m-42\n  promosync keys create --role admin',
+        '  promosync keys create --role merchant --merchant m-42\n  promosync keys create --role admin\n' +
+        '  promosync keys create --role checkout --machines promotion',
     )
     .action(
       async (o: {
@@ -52,8 +53,8 @@ export function registerKeys(program: Command): void {
         label?: string;
       }) => {
         const role = o.role as Role;
-        if (!['producer', 'merchant', 'admin'].includes(role))
-          throw new Error('--role must be producer, merchant or admin');
+        if (!['producer', 'merchant', 'admin', 'checkout'].includes(role))
+          throw new Error('--role must be producer, merchant, admin or checkout');
         if (role === 'producer' && !(o.source && sourceSchema.safeParse(o.source).success)) {
           throw new Error('a producer key needs --source <name> (1-64 characters of [A-Za-z0-9._:-])');
         }
@@ -104,9 +105,11 @@ export function registerKeys(program: Command): void {
           k.role === 'producer'
             ? `source=${k.source} machines=${k.machines?.join(',') ?? '*'}` +
               (k.mayWriteFor.length > 0 ? ` may-write-for=${k.mayWriteFor.join(',')}` : '')
-            : k.role === 'merchant'
-              ? `merchant=${k.merchantId}`
-              : '';
+            : k.role === 'checkout'
+              ? `machines=${k.machines?.join(',') ?? '*'}`
+              : k.role === 'merchant'
+                ? `merchant=${k.merchantId}`
+                : '';
         process.stdout.write(
           `${k.keyId}  ${k.role.padEnd(8)}  ${k.revokedAt ? 'revoked ' : 'active  '}  ${k.createdAt.toISOString()}  ${scope}${k.label ? `  "${k.label}"` : ''}\n`,
         );

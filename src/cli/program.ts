@@ -8,6 +8,7 @@ import { registerFailed } from './failed.ts';
 import { registerRebuild } from './rebuild.ts';
 import { registerPurge } from './purge.ts';
 import { registerWatch } from './watch.ts';
+import { registerCapacity } from './capacity.ts';
 
 /**
  * The `promosync` command with all its subcommands, not yet run: main.ts parses the process'
@@ -29,5 +30,6 @@ export function createProgram(): Command {
   registerRebuild(program);
   registerPurge(program);
   registerWatch(program);
+  registerCapacity(program);
   return program;
 }

@@ -15,7 +15,11 @@ export type ErrorCode =
   | 'redis_eviction_policy'
   | 'machine_invalid'
   | 'cursor_expired'
-  | 'internal';
+  | 'internal'
+  | 'capacity_exhausted'
+  | 'promotion_not_active'
+  | 'order_conflict'
+  | 'hold_expired';
 
 /** A problem detail for one field of one input. */
 export interface FieldProblem {

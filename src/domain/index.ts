@@ -1,6 +1,7 @@
 // The pure core: machine analysis, the event contract, ordering keys and the merge rule.
 export * from './analysis-types.ts';
 export * from './content-hash.ts';
+export * from './capacity.ts';
 export * from './errors.ts';
 export * from './event-schema.ts';
 export * from './merge.ts';

@@ -2,6 +2,7 @@
 export * from './apply.ts';
 export * from './change-cursor.ts';
 export * from './changes.ts';
+export * from './capacity.ts';
 export * from './db.ts';
 export * from './entity-view.ts';
 export * from './keys.ts';

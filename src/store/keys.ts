@@ -2,7 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { isReservedSource, PromosyncError, reservedSourceMessage } from '../domain/index.ts';
 import type { PrismaClient } from './db.ts';
 
-export type Role = 'producer' | 'merchant' | 'admin';
+export type Role = 'producer' | 'merchant' | 'admin' | 'checkout';
 
 /** Who a request or command acts as. */
 export interface Principal {
@@ -10,7 +10,7 @@ export interface Principal {
   role: Role;
   /** producer: the `source` its events are recorded under. */
   source: string | null;
-  /** producer: the machines it may push to; null means all. */
+  /** producer: the machines it may push to; checkout: the machines it may reserve on; null means all. */
   machines: string[] | null;
   /** producer: the owners besides its own source whose entities it may write (docs/api.md#ownership). */
   mayWriteFor: string[];
@@ -59,7 +59,7 @@ export async function createKey(
       secretHash: new Uint8Array(hash(secret)),
       role: spec.role,
       source: spec.role === 'producer' ? (spec.source ?? null) : null,
-      machines: spec.role === 'producer' ? (spec.machines ?? []) : [],
+      machines: spec.role === 'producer' || spec.role === 'checkout' ? (spec.machines ?? []) : [],
       mayWriteFor: spec.role === 'producer' ? (spec.mayWriteFor ?? []) : [],
       merchantId: spec.role === 'merchant' ? (spec.merchantId ?? null) : null,
       label: spec.label ?? null,

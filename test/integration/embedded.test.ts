@@ -110,6 +110,18 @@ describe('start with nothing configured', () => {
     });
     expect(byProducer.status).toBe(200);
 
+    // Capacity works on the embedded database too (its SQL functions are plpgsql), set by the CLI.
+    const limits = await runCli(['capacity', 'set', 'promo-1', '--total', '1'], {
+      DATABASE_URL: first.backends!.databaseUrl,
+    });
+    expect(limits.code, limits.stderr).toBe(0);
+    expect((await api(first, key, '/v1/promotions/promo-1/reservations', { orderId: 'o-1' })).status).toBe(
+      201,
+    );
+    expect((await api(first, key, '/v1/promotions/promo-1/reservations', { orderId: 'o-2' })).status).toBe(
+      409,
+    );
+
     const redisPid = Number.parseInt(await readFile(path.join(dataDir, 'redis', 'redis.pid'), 'utf8'), 10);
     expect(isAlive(redisPid)).toBe(true);
     expect(existsSync(path.join(dataDir, 'running.json'))).toBe(true);
@@ -135,6 +147,10 @@ describe('start with nothing configured', () => {
       status: 'ACTIVATED',
       merchantId: 'm-42',
       attributes: { title: '10% off' },
+    });
+    // The hold of the first run is still there and still counts.
+    expect(await (await api(second, key, '/v1/promotions/promo-1/capacity')).json()).toMatchObject({
+      total: { max: 1, held: 1, remaining: 0 },
     });
     const deleted = (await (await api(second, producerKey, '/v1/promotions/promo-2')).json()) as Record<
       string,

@@ -5,6 +5,7 @@ import { startHarness, type Harness } from '../helpers/harness.ts';
 import { REDIS_URL } from '../helpers/db.ts';
 import { validates } from '../helpers/json-schema.ts';
 import { createApp } from '../../src/api/index.ts';
+import { CapacityService } from '../../src/capacity/index.ts';
 import { ERROR_MEANING, type OpenApiDocument } from '../../src/api/openapi.ts';
 import { sendProblem, STATUS } from '../../src/api/problem.ts';
 import { PromosyncError, type ErrorCode } from '../../src/domain/index.ts';
@@ -87,6 +88,7 @@ describe('the OpenAPI document', () => {
         metrics: h.service.metrics,
         probes: {},
         changes: h.service.changes!,
+        capacity: new CapacityService({ pool: h.service.db.pool, logger: pino({ level: 'silent' }) }),
       });
       const routes = appRoutes(app);
       const documented = Object.entries(doc.paths).flatMap(([path, item]) =>

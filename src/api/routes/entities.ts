@@ -23,6 +23,8 @@ export function entitiesRouter(deps: {
   registry: MachineRegistry;
   prisma: PrismaClient;
   verify: KeyVerifier;
+  /** Extra members of one entity's answer (a promotion's capacity summary). */
+  embed?: (machine: string, entityId: string) => Promise<Record<string, unknown>>;
 }): Router {
   const router = Router();
   const auth = authenticate(deps.verify, ['merchant', 'producer', 'admin']);
@@ -81,7 +83,7 @@ export function entitiesRouter(deps: {
     const { info, scope } = resolve(req);
     const entity = await getEntity(deps.prisma, info.analysis.name, entityId(req), scope);
     if (!entity) throw new PromosyncError('not_found', `no ${info.analysis.name} ${String(req.params.id)}`);
-    res.json(entity);
+    res.json(deps.embed ? { ...entity, ...(await deps.embed(info.analysis.name, entity.id)) } : entity);
   });
 
   router.get('/v1/:collection/:id/events', auth, async (req, res) => {

@@ -1,0 +1,74 @@
+// The capacity benchmark's server: promosync's API app (the product's createApp, with its
+// capacity service) plus a reference endpoint that lives only here, on the same Express
+// setup, the same key check and the same Postgres pool. The reference admits each request
+// with one conditional UPDATE of one counter row: the usual design, and the one that
+// collapses on a hot row.
+import express from 'express';
+import pino from 'pino';
+import { machines } from '../machines/index.ts';
+import { createApp, ApiServer } from '../src/api/index.ts';
+import { authenticate } from '../src/api/auth.ts';
+import { CapacityService } from '../src/capacity/index.ts';
+import { loadConfig } from '../src/config.ts';
+import { MachineRegistry } from '../src/domain/index.ts';
+import { CapacityMetrics, Metrics } from '../src/observability/index.ts';
+import { createRedis, EventQueue } from '../src/queue/index.ts';
+import { openDatabase, verifyKey } from '../src/store/index.ts';
+
+const config = loadConfig();
+const logger = pino({ level: 'warn' });
+const db = openDatabase(config.databaseUrl!, config.dbPoolSize);
+const metrics = new Metrics();
+const redis = createRedis(config.redisUrl, { failFast: true });
+const queue = new EventQueue({ connection: redis, name: config.queueName });
+const capacity = new CapacityService({
+  pool: db.pool,
+  logger,
+  metrics: new CapacityMetrics(metrics.registry),
+  maxBatch: config.capacityMaxBatch,
+});
+capacity.start();
+const verify = (key: string) => verifyKey(db.prisma, key);
+const app = createApp({
+  registry: MachineRegistry.from(machines),
+  queue,
+  prisma: db.prisma,
+  verify,
+  logger,
+  metrics,
+  probes: {},
+  capacity,
+});
+
+const outer = express();
+outer.disable('x-powered-by');
+outer.set('query parser', 'simple');
+outer.post(
+  '/reference/:id/reservations',
+  authenticate(verify, ['checkout', 'admin']),
+  express.json({ limit: '16kb', type: () => true }),
+  async (req, res) => {
+    const units = Number((req.body as { units?: number }).units ?? 1);
+    const { rows } = await db.pool.query<{ used: string }>(
+      'UPDATE bench_capacity SET used = used + $2 WHERE id = $1 AND used + $2 <= max RETURNING used',
+      [String(req.params.id), units],
+    );
+    if (rows[0]) res.status(201).json({ used: Number(rows[0].used) });
+    else res.status(409).json({ code: 'capacity_exhausted' });
+  },
+);
+outer.use(app);
+
+const server = new ApiServer(outer);
+const port = await server.start(0, '127.0.0.1');
+process.stdout.write(`API on http://127.0.0.1:${port}\n`);
+process.on('SIGTERM', () => {
+  void (async () => {
+    await server.close();
+    await capacity.close();
+    await queue.close();
+    redis.disconnect();
+    await db.close();
+    process.exit(0);
+  })();
+});
