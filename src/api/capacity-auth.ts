@@ -8,15 +8,21 @@ export const CAPACITY_MACHINE = 'promotion';
 export interface PromotionRef {
   id: string;
   merchantId: string | null;
+  /** The source that owns it (docs/design.md#ownership); null while nobody does. */
+  ownerSource: string | null;
 }
 
 /**
  * Whether a principal may set a promotion's limits: an admin, or a producer allowed on the
- * promotion machine. The one place to follow the ownership rule (docs/design.md#ownership)
- * once entities record the source that created them.
+ * promotion machine whose source owns the promotion or was granted its owner
+ * (docs/design.md#ownership). Limits may precede the promotion's first event: while nobody
+ * owns it, any such producer may set them.
  */
-export function maySetLimits(p: Principal, _promotion: PromotionRef | null): boolean {
-  return p.role === 'admin' || (p.role === 'producer' && mayUseMachine(p, CAPACITY_MACHINE));
+export function maySetLimits(p: Principal, promotion: PromotionRef | null): boolean {
+  if (p.role === 'admin') return true;
+  if (p.role !== 'producer' || !mayUseMachine(p, CAPACITY_MACHINE)) return false;
+  const owner = promotion?.ownerSource ?? null;
+  return owner === null || owner === p.source || p.mayWriteFor.includes(owner);
 }
 
 /** Whether a principal may reserve, confirm, release and read reservations: checkout or admin. */

@@ -204,6 +204,22 @@ describe('promotion capacity over REST', () => {
     expect((await reserve('p-keys', { orderId: 'x' }, h.keys.admin)).status).toBe(201);
   });
 
+  it("a producer sets the limits of its own source's promotions only, unless granted the owner", async () => {
+    const prisma = h.service.db.prisma;
+    const stranger = (await createKey(prisma, { role: 'producer', source: 'stranger-src' })).key;
+    const granted = (
+      await createKey(prisma, { role: 'producer', source: 'granted-src', mayWriteFor: ['test-src'] })
+    ).key;
+    // Before any status event nobody owns the promotion: limits may come first.
+    expect((await setLimits('p-owned', { total: 5 }, stranger)).status).toBe(200);
+    await pushPromotion(h.request, 'p-owned', ['activate']); // owned by test-src from now on
+    await problem(await setLimits('p-owned', { total: 1 }, stranger), 403, 'forbidden');
+    expect((await setLimits('p-owned', { total: 3 }, granted)).status).toBe(200);
+    expect((await setLimits('p-owned', { total: 4 })).status).toBe(200);
+    const summary = (await (await setLimits('p-owned', {})).json()) as { total: { max: number } };
+    expect(summary.total.max).toBe(4);
+  });
+
   it('bad input is a 400 that names the field and changes nothing', async () => {
     await pushPromotion(h.request, 'p-bad', ['activate']);
     await setLimits('p-bad', { total: 5 });

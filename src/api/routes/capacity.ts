@@ -2,7 +2,7 @@ import express, { Router, type NextFunction, type Request, type Response } from 
 import type { z } from 'zod';
 import { PromosyncError, type Reservation } from '../../domain/index.ts';
 import type { CapacityService } from '../../capacity/index.ts';
-import { getEntity, type PrismaClient } from '../../store/index.ts';
+import type { PrismaClient } from '../../store/index.ts';
 import { authenticate, principalOf, type KeyVerifier } from '../auth.ts';
 import {
   CAPACITY_MACHINE,
@@ -79,8 +79,11 @@ export function capacityRouter(deps: {
     return id.data;
   };
   const promotion = async (id: string): Promise<PromotionRef | null> => {
-    const e = await getEntity(deps.prisma, CAPACITY_MACHINE, id, { merchantId: null });
-    return e ? { id, merchantId: e.merchantId } : null;
+    const e = await deps.prisma.entity.findUnique({
+      where: { machine_entityId: { machine: CAPACITY_MACHINE, entityId: id } },
+      select: { merchantId: true, ownerSource: true },
+    });
+    return e ? { id, merchantId: e.merchantId, ownerSource: e.ownerSource } : null;
   };
   const reservable = (req: Request): string => {
     const id = promotionId(req);
