@@ -1,10 +1,16 @@
 import pino, { type Logger } from 'pino';
-import type { Redis } from 'ioredis';
 import { machines } from '../machines/index.ts';
-import type { Config } from './config.ts';
+import { redisTargetOf, type Config } from './config.ts';
 import { MachineRegistry } from './domain/index.ts';
 import { Applier, openDatabase, syncMachineDefs, verifyKey, type Database } from './store/index.ts';
-import { createRedis, EventQueue, EventWorker } from './queue/index.ts';
+import {
+  createRedis,
+  EventQueue,
+  EventWorker,
+  pingRedis,
+  queueNameOf,
+  type RedisConnection,
+} from './queue/index.ts';
 import { Metrics } from './observability/index.ts';
 
 export interface ServiceOptions {
@@ -63,7 +69,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     const sync = await syncMachineDefs(db.pool, registry, { acceptRemoved: opts.acceptRemoved ?? false });
     for (const s of sync.filter((x) => x.status !== 'unchanged')) logger.info(s, 'machine definition stored');
 
-    const connections: Redis[] = [];
+    const connections: RedisConnection[] = [];
     closers.push(async () => {
       for (const c of connections) c.disconnect();
     });
@@ -71,11 +77,14 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     let metricsPort: number | undefined;
 
     if (opts.worker) {
-      const connection = createRedis(config.redisUrl);
+      const connection = createRedis(redisTargetOf(config));
       connections.push(connection);
+      const queueNames = config.workerPartitions.map((p) =>
+        queueNameOf(config.queueName, p, config.queuePartitions),
+      );
       const worker = new EventWorker({
         connection,
-        queueName: config.queueName,
+        queueNames,
         registry,
         applier: new Applier(db.pool, registry, logger),
         logger,
@@ -90,7 +99,10 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       });
       await worker.start();
       closers.push(() => worker.close());
-      logger.info({ queue: config.queueName, concurrency: config.workerConcurrency }, 'worker started');
+      logger.info(
+        { queue: config.queueName, queues: queueNames, concurrency: config.workerConcurrency },
+        'worker started',
+      );
       if (!opts.api && config.metricsPort !== undefined) {
         // Loaded only by processes that serve HTTP: a plain worker does without Express.
         const { ApiServer, createOpsApp } = await import('./api/index.ts');
@@ -102,9 +114,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
               postgres: async () => {
                 await db.pool.query('SELECT 1');
               },
-              redis: async () => {
-                await connection.ping();
-              },
+              redis: () => pingRedis(connection),
             },
           }),
         );
@@ -115,11 +125,12 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     }
 
     if (opts.api) {
-      const producer = createRedis(config.redisUrl, { failFast: true });
+      const producer = createRedis(redisTargetOf(config), { failFast: true });
       connections.push(producer);
       const queue = new EventQueue({
         connection: producer,
         name: config.queueName,
+        partitions: config.queuePartitions,
         attempts: config.jobAttempts,
         backoffMs: config.jobBackoffMs,
       });
@@ -143,9 +154,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
           postgres: async () => {
             await db.pool.query('SELECT 1');
           },
-          redis: async () => {
-            await producer.ping();
-          },
+          redis: () => pingRedis(producer),
         },
       });
       const server = new ApiServer(app);
