@@ -167,7 +167,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     // One queue is one hash slot: on a cluster the names must carry hash tags, which only
     // partitioned queue names do.
     if (e.QUEUE_PARTITIONS < 2) {
-      problems.push('QUEUE_PARTITIONS: a Redis Cluster needs at least 2 partitions (one queue lives on one node)');
+      problems.push(
+        'QUEUE_PARTITIONS: a Redis Cluster needs at least 2 partitions (one queue lives on one node)',
+      );
     }
   }
   if (problems.length > 0) throw new Error(`invalid configuration:\n${problems.join('\n')}`);
@@ -203,6 +205,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
 }
 
 /** Where this configuration's Redis is: the cluster's seed nodes when set, else the URL. */
-export function redisTargetOf(config: Pick<Config, 'redisUrl' | 'redisClusterNodes'>): RedisTarget | undefined {
+export function redisTargetOf(
+  config: Pick<Config, 'redisUrl' | 'redisClusterNodes'>,
+): RedisTarget | undefined {
   return config.redisClusterNodes ? { cluster: [...config.redisClusterNodes] } : config.redisUrl;
 }

@@ -19,14 +19,21 @@ export function entityHash(machine: string, entityId: string): number {
 }
 
 /**
- * The partition of an entity among `partitions`: the high bits of {@link entityHash} scaled to
- * the count. The worker's apply lanes take the low bits (hash mod lanes); FNV's low bits are
- * tied to each other, so taking the partition from them too would put all of a partition's
- * entities in one lane.
+ * The partition of an entity among `partitions`: {@link entityHash} put through MurmurHash3's
+ * finalizer (fmix32), its high bits scaled to the count. The worker's apply lanes take the
+ * plain hash mod lanes; FNV's low bits depend on each other and its high bits mix the last
+ * characters poorly, so neither alone spreads ids like `promo-1`, `promo-2`… evenly over the
+ * partitions and independently of the lanes.
  */
 export function partitionOf(machine: string, entityId: string, partitions: number): number {
   if (partitions <= 1) return 0;
-  return Math.floor((entityHash(machine, entityId) * partitions) / 2 ** 32);
+  let h = entityHash(machine, entityId);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return Math.floor(((h >>> 0) * partitions) / 2 ** 32);
 }
 
 /** CRC16 (XMODEM), the checksum Redis Cluster maps keys to slots with. */
@@ -114,7 +121,8 @@ export function parsePartitionList(list: string, partitions: number): number[] {
     const from = Number(m[1]);
     const to = m[2] === undefined ? from : Number(m[2]);
     if (to < from) throw new Error(`range ${part} runs backwards`);
-    if (to >= partitions) throw new Error(`partition ${to} does not exist: there are ${partitions} (0..${partitions - 1})`);
+    if (to >= partitions)
+      throw new Error(`partition ${to} does not exist: there are ${partitions} (0..${partitions - 1})`);
     for (let p = from; p <= to; p++) out.add(p);
   }
   return [...out].sort((a, b) => a - b);

@@ -55,7 +55,10 @@ export function parseClusterNodes(list: string): {
  * a `{ cluster }` target gives an ioredis Cluster with the same behaviour.
  */
 export function createRedis(url?: string, options?: { failFast?: boolean }): Redis;
-export function createRedis(target: RedisTarget | undefined, options?: { failFast?: boolean }): RedisConnection;
+export function createRedis(
+  target: RedisTarget | undefined,
+  options?: { failFast?: boolean },
+): RedisConnection;
 export function createRedis(
   target: RedisTarget = DEFAULT_REDIS_URL,
   options: { failFast?: boolean } = {},

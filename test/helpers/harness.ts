@@ -73,7 +73,9 @@ export async function startHarness(
   };
   const url = `http://127.0.0.1:${service.port}`;
   const redis = createRedis(redisTargetOf(config));
-  const queues = queueNamesOf(queueName, config.queuePartitions).map((n) => new Queue(n, { connection: redis }));
+  const queues = queueNamesOf(queueName, config.queuePartitions).map(
+    (n) => new Queue(n, { connection: redis }),
+  );
   const countJobs = async (...states: JobType[]): Promise<Record<string, number>> => {
     const total: Record<string, number> = {};
     for (const q of queues) {

@@ -109,7 +109,8 @@ export async function startRedisCluster(
           }),
         );
         if (states.every(Boolean)) return;
-        if (Date.now() > deadline) throw new Error(`cluster not ok within ${timeoutMs} ms: ${states.join(',')}`);
+        if (Date.now() > deadline)
+          throw new Error(`cluster not ok within ${timeoutMs} ms: ${states.join(',')}`);
         await new Promise((r) => setTimeout(r, 200));
       }
     },
@@ -123,7 +124,14 @@ export async function startRedisCluster(
     for (let i = 0; i < masters; i++) await start(i);
     cluster.nodes = ports.map((p) => `127.0.0.1:${p}`);
     cluster.nodesEnv = cluster.nodes.join(',');
-    await run('redis-cli', ['--cluster', 'create', ...cluster.nodes, '--cluster-replicas', '0', '--cluster-yes']);
+    await run('redis-cli', [
+      '--cluster',
+      'create',
+      ...cluster.nodes,
+      '--cluster-replicas',
+      '0',
+      '--cluster-yes',
+    ]);
     await cluster.waitOk();
     return cluster;
   } catch (err) {
