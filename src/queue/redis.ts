@@ -96,8 +96,10 @@ export function isCluster(connection: RedisConnection): connection is Cluster {
 }
 
 /**
- * A readiness check: PING on one server; on a cluster, PING every master the client knows and
- * require `cluster_state:ok`, so a master that is down makes the check fail.
+ * A readiness check: PING on one server. On a cluster, PING every master the client knows, and
+ * ask the cluster whether a master holding slots is down or unreachable (`CLUSTER NODES` flags
+ * `fail` / `fail?`, or a disconnected link): with `cluster-require-full-coverage no` the cluster
+ * state stays ok while one master is away, but the partitions on it cannot take jobs.
  * @throws Error saying what did not answer.
  */
 export async function pingRedis(connection: RedisConnection): Promise<void> {
@@ -108,6 +110,15 @@ export async function pingRedis(connection: RedisConnection): Promise<void> {
   const masters = connection.nodes('master');
   if (masters.length === 0) throw new Error('no cluster master is connected');
   await Promise.all(masters.map((m) => m.ping()));
-  const info = await connection.cluster('INFO');
+  const [info, nodes] = await Promise.all([connection.cluster('INFO'), connection.cluster('NODES')]);
   if (!/cluster_state:ok/.test(String(info))) throw new Error('the cluster state is not ok');
+  for (const line of String(nodes).split('\n')) {
+    // <id> <ip:port@cport> <flags> <master> <ping-sent> <pong-recv> <epoch> <link-state> <slot>...
+    const f = line.trim().split(' ');
+    if (f.length < 9 || !f[2]!.split(',').includes('master')) continue;
+    const flags = f[2]!.split(',');
+    if (flags.includes('fail') || flags.includes('fail?') || f[7] === 'disconnected') {
+      throw new Error(`cluster master ${f[1]!.split('@')[0]} is down`);
+    }
+  }
 }
