@@ -97,9 +97,13 @@ export class EventQueue {
         }),
       );
     } catch (err) {
-      throw new PromosyncError('unavailable', 'the queue is unavailable; nothing was accepted, retry later', {
-        cause: err,
-      });
+      throw new PromosyncError(
+        'unavailable',
+        this.partitions === 1
+          ? 'the queue is unavailable; nothing was accepted, retry later'
+          : 'the queue is unavailable; not all events were accepted, send them again later (repeats are harmless)',
+        { cause: err },
+      );
     }
   }
 
