@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { parsePartitionList } from './queue/partitions.ts';
+import { parseClusterNodes, type RedisTarget } from './queue/redis.ts';
 
 const int = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
 
@@ -40,6 +42,8 @@ export const DEFAULTS = Object.freeze({
   eventMaxFields: 100,
   /** `EVENT_MAX_FIELD_NAME_LENGTH`: the longest `data` field name, in characters (at most 128). */
   eventMaxFieldNameLength: 64,
+  /** `QUEUE_PARTITIONS`: queues the events are spread over by entity (1: the one queue `QUEUE_NAME`). */
+  queuePartitions: 1,
 });
 
 const schema = z.object({
@@ -77,6 +81,12 @@ const schema = z.object({
   WATCH_STALL_TIMEOUT_MS: int(30_000, 100, 3_600_000),
   CAPACITY_MAX_BATCH: int(500, 1, 10_000),
   CAPACITY_SWEEP_MS: int(250, 10, 60_000),
+  QUEUE_PARTITIONS: int(DEFAULTS.queuePartitions, 1, 1024),
+  WORKER_PARTITIONS: z
+    .string()
+    .regex(/^\s*\d+(-\d+)?(\s*,\s*\d+(-\d+)?)*\s*$/, 'a list of partitions and ranges, like 0,2-3')
+    .optional(),
+  REDIS_CLUSTER_NODES: z.string().optional(),
 });
 
 /** promosync's configuration, read from the environment once (see the README's table). */
@@ -136,6 +146,12 @@ export interface Config {
   capacityMaxBatch: number;
   /** Pause between sweeps of expired holds, in milliseconds. */
   capacitySweepMs: number;
+  /** Queues the events are spread over by a hash of their entity (docs/operations.md, partitions). */
+  queuePartitions: number;
+  /** The partitions this process's worker consumes: all unless WORKER_PARTITIONS names some. */
+  workerPartitions: readonly number[];
+  /** Seed nodes of a Redis Cluster; when set, every Redis connection is a cluster connection. */
+  redisClusterNodes: readonly string[] | undefined;
 }
 
 /**
@@ -150,6 +166,34 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     throw new Error(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  const problems: string[] = [];
+  let workerPartitions = Array.from({ length: e.QUEUE_PARTITIONS }, (_, p) => p);
+  if (e.WORKER_PARTITIONS !== undefined) {
+    try {
+      workerPartitions = parsePartitionList(e.WORKER_PARTITIONS, e.QUEUE_PARTITIONS);
+    } catch (err) {
+      problems.push(`WORKER_PARTITIONS: ${(err as Error).message}`);
+    }
+  }
+  let redisClusterNodes: string[] | undefined;
+  if (e.REDIS_CLUSTER_NODES !== undefined) {
+    try {
+      parseClusterNodes(e.REDIS_CLUSTER_NODES);
+      redisClusterNodes = e.REDIS_CLUSTER_NODES.split(',')
+        .map((x) => x.trim())
+        .filter(Boolean);
+    } catch (err) {
+      problems.push(`REDIS_CLUSTER_NODES: ${(err as Error).message}`);
+    }
+    // One queue is one hash slot: on a cluster the names must carry hash tags, which only
+    // partitioned queue names do.
+    if (e.QUEUE_PARTITIONS < 2) {
+      problems.push(
+        'QUEUE_PARTITIONS: a Redis Cluster needs at least 2 partitions (one queue lives on one node)',
+      );
+    }
+  }
+  if (problems.length > 0) throw new Error(`invalid configuration:\n${problems.join('\n')}`);
   return Object.freeze({
     databaseUrl: e.DATABASE_URL,
     redisUrl: e.REDIS_URL,
@@ -182,5 +226,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     watchStallTimeoutMs: e.WATCH_STALL_TIMEOUT_MS,
     capacityMaxBatch: e.CAPACITY_MAX_BATCH,
     capacitySweepMs: e.CAPACITY_SWEEP_MS,
+    queuePartitions: e.QUEUE_PARTITIONS,
+    workerPartitions: Object.freeze(workerPartitions),
+    redisClusterNodes: redisClusterNodes && Object.freeze(redisClusterNodes),
   });
+}
+
+/** Where this configuration's Redis is: the cluster's seed nodes when set, else the URL. */
+export function redisTargetOf(
+  config: Pick<Config, 'redisUrl' | 'redisClusterNodes'>,
+): RedisTarget | undefined {
+  return config.redisClusterNodes ? { cluster: [...config.redisClusterNodes] } : config.redisUrl;
 }

@@ -1,8 +1,7 @@
 import { once } from 'node:events';
 import pino, { type Logger } from 'pino';
-import type { Redis } from 'ioredis';
 import { machines } from '../machines/index.ts';
-import type { Config } from './config.ts';
+import { redisTargetOf, type Config } from './config.ts';
 import { MachineRegistry } from './domain/index.ts';
 import {
   Applier,
@@ -12,7 +11,14 @@ import {
   verifyKey,
   type Database,
 } from './store/index.ts';
-import { createRedis, EventQueue, EventWorker } from './queue/index.ts';
+import {
+  createRedis,
+  EventQueue,
+  EventWorker,
+  pingRedis,
+  queueNameOf,
+  type RedisConnection,
+} from './queue/index.ts';
 import { CapacityMetrics, Metrics } from './observability/index.ts';
 import { CapacityService } from './capacity/index.ts';
 import {
@@ -27,7 +33,7 @@ import {
  * can delete queued jobs (the process stays unready until it is fixed), and no append-only
  * file (a Redis restart loses what was not yet snapshotted). See docs/operations.md.
  */
-async function reportRedisSettings(redis: Redis, logger: Logger): Promise<void> {
+async function reportRedisSettings(redis: RedisConnection, logger: Logger): Promise<void> {
   try {
     const s = await Promise.race([
       // A fail-fast connection refuses commands until it is connected.
@@ -113,7 +119,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     const sync = await syncMachineDefs(db.pool, registry, { acceptRemoved: opts.acceptRemoved ?? false });
     for (const s of sync.filter((x) => x.status !== 'unchanged')) logger.info(s, 'machine definition stored');
 
-    const connections: Redis[] = [];
+    const connections: RedisConnection[] = [];
     closers.push(async () => {
       for (const c of connections) c.disconnect();
     });
@@ -127,12 +133,15 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       : {};
 
     if (opts.worker) {
-      const connection = createRedis(config.redisUrl);
+      const connection = createRedis(redisTargetOf(config));
       connections.push(connection);
       if (!opts.api) await reportRedisSettings(connection, logger);
+      const queueNames = config.workerPartitions.map((p) =>
+        queueNameOf(config.queueName, p, config.queuePartitions),
+      );
       const worker = new EventWorker({
         connection,
-        queueName: config.queueName,
+        queueNames,
         registry,
         applier: new Applier(db.pool, registry, logger),
         logger,
@@ -147,7 +156,10 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       });
       await worker.start();
       closers.push(() => worker.close());
-      logger.info({ queue: config.queueName, concurrency: config.workerConcurrency }, 'worker started');
+      logger.info(
+        { queue: config.queueName, queues: queueNames, concurrency: config.workerConcurrency },
+        'worker started',
+      );
       if (!opts.api && config.metricsPort !== undefined) {
         // Loaded only by processes that serve HTTP: a plain worker does without Express.
         const { ApiServer, createOpsApp } = await import('./api/index.ts');
@@ -160,9 +172,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
               postgres: async () => {
                 await db.pool.query('SELECT 1');
               },
-              redis: async () => {
-                await connection.ping();
-              },
+              redis: () => pingRedis(connection),
               redisEvictionPolicy: () => eviction.check(true),
               ...writable,
             },
@@ -175,13 +185,14 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     }
 
     if (opts.api) {
-      const producer = createRedis(config.redisUrl, { failFast: true });
+      const producer = createRedis(redisTargetOf(config), { failFast: true });
       connections.push(producer);
       await reportRedisSettings(producer, logger);
       const eviction = new EvictionGuard(producer);
       const queue = new EventQueue({
         connection: producer,
         name: config.queueName,
+        partitions: config.queuePartitions,
         attempts: config.jobAttempts,
         backoffMs: config.jobBackoffMs,
       });
@@ -229,9 +240,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
           postgres: async () => {
             await db.pool.query('SELECT 1');
           },
-          redis: async () => {
-            await producer.ping();
-          },
+          redis: () => pingRedis(producer),
           redisEvictionPolicy: () => eviction.check(true),
           ...writable,
         },

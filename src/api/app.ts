@@ -109,8 +109,8 @@ export function createApp(deps: AppDeps): Express {
       beforeScrape: async () => {
         if (!deps.metrics) return;
         const counts = await deps.queue.counts();
-        for (const [state, n] of Object.entries(counts)) {
-          deps.metrics.queueDepth.set({ queue: deps.queue.queue.name, state }, n);
+        for (const [queue, byState] of Object.entries(counts)) {
+          for (const [state, n] of Object.entries(byState)) deps.metrics.queueDepth.set({ queue, state }, n);
         }
       },
     }),
@@ -135,7 +135,7 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
   app.use(apiDocsRouter(routed));
-  app.use(dashboardRouter({ queue: deps.queue.queue, verify: routed.verify }));
+  app.use(dashboardRouter({ queues: deps.queue.queues, verify: routed.verify }));
   app.use(() => {
     throw new PromosyncError('not_found', 'no such endpoint');
   });

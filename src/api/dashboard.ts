@@ -65,12 +65,12 @@ export function adminAuth(verify: KeyVerifier): RequestHandler {
   };
 }
 
-/** The bull-board dashboard of the event queue at {@link DASHBOARD_PATH}, for admin keys. */
-export function dashboardRouter(deps: { queue: Queue; verify: KeyVerifier }): Router {
+/** The bull-board dashboard of the event queue (each partition's) at {@link DASHBOARD_PATH}, for admin keys. */
+export function dashboardRouter(deps: { queues: Queue[]; verify: KeyVerifier }): Router {
   const adapter = new ExpressAdapter();
   adapter.setBasePath(DASHBOARD_PATH);
   createBullBoard({
-    queues: [new BullMQAdapter(deps.queue)],
+    queues: deps.queues.map((q) => new BullMQAdapter(q)),
     // @bull-board/api and @bull-board/express are pinned to the same version: one copy of the types.
     serverAdapter: adapter,
     options: { uiConfig: { boardTitle: 'promosync' } },

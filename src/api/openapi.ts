@@ -254,6 +254,7 @@ export function buildOpenApi(registry: MachineRegistry): OpenApiDocument {
           content: json(ref('AppliedResult'), {
             accepted: 1,
             jobId: '42',
+            jobs: [{ queue: 'status-events', jobId: '42', accepted: 1 }],
             results: [
               {
                 eventId: 'cps-food-000123',
@@ -267,7 +268,11 @@ export function buildOpenApi(registry: MachineRegistry): OpenApiDocument {
         },
         '202': {
           description: 'Queued durably; applied soon',
-          content: json(ref('Accepted'), { accepted: 1, jobId: '42' }),
+          content: json(ref('Accepted'), {
+            accepted: 1,
+            jobId: '42',
+            jobs: [{ queue: 'status-events', jobId: '42', accepted: 1 }],
+          }),
         },
         '400': problemRef(400),
         '401': problemRef(401),

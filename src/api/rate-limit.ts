@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Request, RequestHandler } from 'express';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../queue/index.ts';
 import type { Logger } from 'pino';
 import {
   BurstyRateLimiter,
@@ -16,7 +16,7 @@ const BURST_WINDOW_S = 10;
 
 export interface RateLimitOptions {
   /** Where the counters live, so that the limit holds across API processes. */
-  redis: Redis;
+  redis: RedisConnection;
   /** Requests per second one key may make; 0 turns limiting off. */
   perSecond: number;
   /** Requests a key may make above `perSecond` in any 10 s window. @defaultValue 0 */

@@ -98,10 +98,24 @@ const outcome = z.enum(['applied', 'stale', 'duplicate', 'conflict', 'rejected']
 const attributeValue = z.union([z.string(), z.number(), z.boolean()]);
 const timestamp = z.iso.datetime();
 
+/** The jobs a request became: one per queue partition its events fall in. */
+const queuedJobs = z
+  .array(
+    z.object({
+      queue: z.string().meta({ description: 'The queue (partition) the job is in.' }),
+      jobId: z.string().meta({ description: 'Its BullMQ job id in that queue.' }),
+      accepted: z.int().meta({ description: 'Events the job carries.' }),
+    }),
+  )
+  .meta({
+    description: 'One job per queue partition the events fall in; one job when the queue is not partitioned.',
+  });
+
 /** `202` of `POST /v1/events`. */
 export const acceptedResponse = z.object({
   accepted: z.int().meta({ description: 'Events durably queued.' }),
-  jobId: z.string().meta({ description: 'The BullMQ job carrying them.' }),
+  jobId: z.string().meta({ description: 'The BullMQ job carrying them (the first of `jobs`).' }),
+  jobs: queuedJobs,
   pending: z
     .literal(true)
     .optional()
@@ -112,6 +126,7 @@ export const acceptedResponse = z.object({
 export const appliedResponse = z.object({
   accepted: z.int(),
   jobId: z.string(),
+  jobs: queuedJobs,
   results: z.array(
     z.object({
       eventId: z.string().nullable(),

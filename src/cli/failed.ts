@@ -2,35 +2,92 @@ import type { Command } from 'commander';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../config.ts';
-import { listFailedJobs, retryFailedJobs, type FailedJob } from '../queue/index.ts';
+import {
+  createRedis,
+  listFailedJobs,
+  pingRedis,
+  queueNamesOf,
+  retryFailedJobs,
+  type FailedJob,
+  type RedisConnection,
+  type RetryResult,
+} from '../queue/index.ts';
 import { resolveTargets } from './targets.ts';
 
-/** Opens the queue, failing fast (not waiting forever as workers do) when Redis is not there. */
-async function withQueue<T>(name: string | undefined, fn: (queue: Queue) => Promise<T>): Promise<T> {
+/** The queues of a command: the one `--queue` names, or every partition of QUEUE_NAME. */
+interface Queues {
+  list: Queue[];
+  /** Several partitions: job ids are shown and taken as `<partition>/<id>`. */
+  partitioned: boolean;
+}
+
+/** Opens the queues, failing fast (not waiting forever as workers do) when Redis is not there. */
+async function withQueues<T>(name: string | undefined, fn: (queues: Queues) => Promise<T>): Promise<T> {
   const config = loadConfig();
-  const { redisUrl } = await resolveTargets(config);
-  const connection = new Redis(redisUrl, {
-    lazyConnect: true,
-    connectTimeout: 5000,
-    maxRetriesPerRequest: 3,
-    retryStrategy: (times) => (times > 3 ? null : 200 * times),
-  });
+  let connection: RedisConnection;
+  let where: string;
+  if (config.redisClusterNodes) {
+    where = `the Redis Cluster at ${config.redisClusterNodes.join(',')}`;
+    connection = createRedis({ cluster: [...config.redisClusterNodes] }, { failFast: true });
+  } else {
+    const { redisUrl } = await resolveTargets(config);
+    where = redisUrl;
+    connection = new Redis(redisUrl, {
+      lazyConnect: true,
+      connectTimeout: 5000,
+      maxRetriesPerRequest: 3,
+      retryStrategy: (times) => (times > 3 ? null : 200 * times),
+    });
+  }
   connection.on('error', () => {});
   try {
-    await connection.connect();
+    if (connection instanceof Redis) await connection.connect();
+    else await pingRedis(connection);
   } catch (err) {
     connection.disconnect();
-    throw new Error(`cannot reach Redis at ${redisUrl} (${(err as Error).message}); set REDIS_URL`, {
+    throw new Error(`cannot reach Redis at ${where} (${(err as Error).message}); set REDIS_URL`, {
       cause: err,
     });
   }
-  const queue = new Queue(name ?? config.queueName, { connection });
+  const names = name ? [name] : queueNamesOf(config.queueName, config.queuePartitions);
+  const list = names.map((n) => new Queue(n, { connection }));
   try {
-    return await fn(queue);
+    return await fn({ list, partitioned: list.length > 1 });
   } finally {
-    await queue.close();
+    await Promise.all(list.map((q) => q.close()));
     connection.disconnect();
   }
+}
+
+/** Failed jobs of every queue, most recent first; ids as `<partition>/<id>` when partitioned. */
+async function listAll(queues: Queues, limit: number): Promise<{ total: number; jobs: FailedJob[] }> {
+  const each = await Promise.all(queues.list.map((q) => listFailedJobs(q, limit)));
+  const jobs = each
+    .flatMap((r, p) => r.jobs.map((j) => (queues.partitioned ? { ...j, id: `${p}/${j.id}` } : j)))
+    .sort((a, b) => (b.failedAt ?? b.timestamp) - (a.failedAt ?? a.timestamp))
+    .slice(0, limit);
+  return { total: each.reduce((n, r) => n + r.total, 0), jobs };
+}
+
+/** Retries jobs named as `failed list` shows them, or all. */
+async function retryAll(queues: Queues, ids: string[] | 'all'): Promise<RetryResult[]> {
+  if (!queues.partitioned) return retryFailedJobs(queues.list[0]!, ids);
+  if (ids === 'all') {
+    const each = await Promise.all(queues.list.map((q) => retryFailedJobs(q, 'all')));
+    return each.flatMap((rs, p) => rs.map((r) => ({ ...r, id: `${p}/${r.id}` })));
+  }
+  const out: RetryResult[] = [];
+  for (const id of ids) {
+    const m = /^(\d+)\/(.+)$/.exec(id);
+    const queue = m ? queues.list[Number(m[1])] : undefined;
+    if (!m || !queue) {
+      out.push({ id, result: 'missing' });
+      continue;
+    }
+    const [r] = await retryFailedJobs(queue, [m[2]!]);
+    out.push({ ...r!, id });
+  }
+  return out;
 }
 
 const clip = (s: string, n: number): string => {
@@ -69,7 +126,7 @@ export function registerFailed(program: Command): void {
     .command('list')
     .description('list failed jobs, most recent first')
     .option('--limit <n>', 'show at most this many', (v) => Number.parseInt(v, 10), 50)
-    .option('--queue <name>', 'the queue (env QUEUE_NAME, default status-events)')
+    .option('--queue <name>', 'one queue by its full name (default: every partition of QUEUE_NAME)')
     .option('--json', 'print the jobs as JSON, one object per line')
     .addHelpText(
       'after',
@@ -85,7 +142,7 @@ Examples:
     )
     .action(async (o: { limit: number; queue?: string; json?: boolean }) => {
       if (!Number.isInteger(o.limit) || o.limit < 1) throw new Error('--limit must be a positive integer');
-      const { total, jobs } = await withQueue(o.queue, (q) => listFailedJobs(q, o.limit));
+      const { total, jobs } = await withQueues(o.queue, (q) => listAll(q, o.limit));
       if (o.json) {
         for (const j of jobs) process.stdout.write(`${JSON.stringify(j)}\n`);
         return;
@@ -102,9 +159,9 @@ Examples:
   cmd
     .command('retry')
     .description('run failed jobs again, with fresh attempts')
-    .argument('[jobIds...]', 'ids shown by failed list')
+    .argument('[jobIds...]', 'ids shown by failed list (<partition>/<id> when the queue is partitioned)')
     .option('--all', 'retry every job failed right now')
-    .option('--queue <name>', 'the queue (env QUEUE_NAME, default status-events)')
+    .option('--queue <name>', 'one queue by its full name (default: every partition of QUEUE_NAME)')
     .addHelpText(
       'after',
       `
@@ -119,7 +176,7 @@ Examples:
     .action(async (ids: string[], o: { all?: boolean; queue?: string }) => {
       if (Boolean(o.all) === ids.length > 0)
         throw new Error('name the jobs to retry, or pass --all (not both)');
-      const results = await withQueue(o.queue, (q) => retryFailedJobs(q, o.all ? 'all' : ids));
+      const results = await withQueues(o.queue, (q) => retryAll(q, o.all ? 'all' : ids));
       let bad = 0;
       for (const r of results) {
         if (r.result === 'retried') process.stdout.write(`retried ${r.id}\n`);

@@ -1,5 +1,5 @@
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './redis.ts';
 import type { Logger } from 'pino';
 import { PromosyncError } from '../domain/index.ts';
 import type { Outcome } from '../domain/index.ts';
@@ -9,6 +9,7 @@ import { isDataError, isTransient } from '../store/index.ts';
 import type { CountedOutcome, Metrics } from '../observability/index.ts';
 import { DEFAULTS } from '../config.ts';
 import { Batcher } from './batcher.ts';
+import { entityHash } from './partitions.ts';
 import { readJobData, type EventResult, type JobResult } from './job.ts';
 
 /** Anything that applies a batch: the store's Applier. */
@@ -17,8 +18,12 @@ export interface BatchApplier {
 }
 
 export interface EventWorkerOptions {
-  connection: Redis;
-  queueName: string;
+  connection: RedisConnection;
+  /**
+   * The queues to consume: one BullMQ Worker each, all feeding the same lanes, so jobs of
+   * every partition fold into the same batches (docs/operations.md, partitions).
+   */
+  queueNames: string[];
   registry: MachineRegistry;
   applier: BatchApplier;
   logger: Logger;
@@ -67,7 +72,7 @@ export interface EventWorkerOptions {
  * delayed with backoff, without using up their attempts, so nothing is dropped.
  */
 export class EventWorker {
-  private worker: Worker | undefined;
+  private workers: Worker[] = [];
   private readonly lanes: Batcher<BatchEvent, AppliedEvent>[];
 
   constructor(private readonly opts: EventWorkerOptions) {
@@ -117,33 +122,36 @@ export class EventWorker {
     }
   }
 
-  /** Starts taking jobs. */
+  /** Starts taking jobs from every queue. */
   async start(): Promise<void> {
-    const { connection, queueName, concurrency } = this.opts;
-    this.worker = new Worker(queueName, (job, token) => this.process(job, token), {
-      connection,
-      concurrency: concurrency ?? DEFAULTS.workerConcurrency,
-      autorun: true,
-      lockDuration: this.opts.lockDurationMs ?? DEFAULTS.workerLockDurationMs,
-      stalledInterval: this.opts.stalledIntervalMs ?? DEFAULTS.workerStalledIntervalMs,
-      maxStalledCount: this.opts.maxStalledCount ?? DEFAULTS.workerMaxStalledCount,
-    });
-    this.worker.on('error', (err) => this.opts.logger.error({ err }, 'worker error'));
-    this.worker.on('failed', (job, err) => {
-      if (job && !(err instanceof DelayedError)) {
-        this.opts.logger.warn(
-          { jobId: job.id, attemptsMade: job.attemptsMade, err: err.message },
-          'job failed',
-        );
-      }
-    });
-    await this.worker.waitUntilReady();
+    const { connection, queueNames, concurrency } = this.opts;
+    for (const name of queueNames) {
+      const worker = new Worker(name, (job, token) => this.process(job, token), {
+        connection,
+        concurrency: concurrency ?? DEFAULTS.workerConcurrency,
+        autorun: true,
+        lockDuration: this.opts.lockDurationMs ?? DEFAULTS.workerLockDurationMs,
+        stalledInterval: this.opts.stalledIntervalMs ?? DEFAULTS.workerStalledIntervalMs,
+        maxStalledCount: this.opts.maxStalledCount ?? DEFAULTS.workerMaxStalledCount,
+      });
+      worker.on('error', (err) => this.opts.logger.error({ err, queue: name }, 'worker error'));
+      worker.on('failed', (job, err) => {
+        if (job && !(err instanceof DelayedError)) {
+          this.opts.logger.warn(
+            { queue: name, jobId: job.id, attemptsMade: job.attemptsMade, err: err.message },
+            'job failed',
+          );
+        }
+      });
+      this.workers.push(worker);
+    }
+    await Promise.all(this.workers.map((w) => w.waitUntilReady()));
   }
 
   private async process(job: Job, token: string | undefined): Promise<JobResult> {
     // A child logger per job costs more than a small job's processing: make it only to log.
     let child: Logger | undefined;
-    const log: JobLog = () => (child ??= this.opts.logger.child({ jobId: job.id }));
+    const log: JobLog = () => (child ??= this.opts.logger.child({ jobId: job.id, queue: job.queueName }));
     const { batch, wait } = this.readJob(job, log);
     const applied = await this.applyOrDefer(job, token, batch, log);
     this.countOutcomes(batch, applied, log);
@@ -260,7 +268,7 @@ export class EventWorker {
 
   /** Stops taking jobs, finishes the ones in flight (their batches included) and closes. */
   async close(): Promise<void> {
-    await this.worker?.close();
+    await Promise.all(this.workers.map((w) => w.close()));
     await Promise.all(this.lanes.map((lane) => lane.close()));
   }
 }
@@ -287,13 +295,7 @@ function jobResult(batch: BatchEvent[], applied: AppliedEvent[], wait: boolean):
   return { counts, results };
 }
 
-/** The lane of an entity: FNV-1a of its machine and id, so every process agrees. */
+/** The lane of an entity: {@link entityHash} of its machine and id, so every process agrees. */
 export function laneOf(machine: string, entityId: string, lanes: number): number {
-  let h = 0x811c9dc5;
-  const key = `${machine}\u0000${entityId}`;
-  for (let i = 0; i < key.length; i++) {
-    h ^= key.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return (h >>> 0) % lanes;
+  return entityHash(machine, entityId) % lanes;
 }

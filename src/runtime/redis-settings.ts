@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import { PromosyncError } from '../domain/index.ts';
 
 /**
@@ -23,7 +23,32 @@ const infoField = (info: string, name: string): string | undefined =>
  * (managed Redis services often do that).
  * @throws when Redis cannot be reached at all.
  */
-export async function readRedisSettings(redis: Redis): Promise<RedisSettings> {
+export async function readRedisSettings(redis: Redis | Cluster): Promise<RedisSettings> {
+  if (redis instanceof Cluster)
+    return combine(await Promise.all(redis.nodes('master').map(readNodeSettings)));
+  return readNodeSettings(redis);
+}
+
+/**
+ * A cluster's settings as the weakest of its masters': every queue partition lives on one of
+ * them, so one master that may evict, or keeps no append-only file, puts accepted events at risk.
+ */
+function combine(nodes: RedisSettings[]): RedisSettings {
+  const unsafe = nodes.find(
+    (n) => n.evictionPolicy !== undefined && n.evictionPolicy !== SAFE_EVICTION_POLICY,
+  );
+  const evictionPolicy =
+    unsafe?.evictionPolicy ??
+    (nodes.some((n) => n.evictionPolicy === undefined) ? undefined : SAFE_EVICTION_POLICY);
+  const appendOnly = nodes.some((n) => n.appendOnly === false)
+    ? false
+    : nodes.some((n) => n.appendOnly === undefined)
+      ? undefined
+      : true;
+  return { evictionPolicy, appendOnly };
+}
+
+async function readNodeSettings(redis: Redis): Promise<RedisSettings> {
   let evictionPolicy: string | undefined;
   let appendOnly: boolean | undefined;
   try {
@@ -68,7 +93,7 @@ export class EvictionGuard {
   private pending: Promise<void> | undefined;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: Redis | Cluster,
     private readonly maxAgeMs = 1000,
   ) {}
 

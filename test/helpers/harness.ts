@@ -1,10 +1,11 @@
 import pino from 'pino';
-import { loadConfig, type Config } from '../../src/config.ts';
+import { loadConfig, redisTargetOf, type Config } from '../../src/config.ts';
 import { startService, type Service } from '../../src/service.ts';
 import { createKey } from '../../src/store/keys.ts';
 import { freshDatabase, REDIS_URL, uniqueQueueName } from './db.ts';
 import { createRedis } from '../../src/queue/redis.ts';
-import { Queue } from 'bullmq';
+import { queueNamesOf } from '../../src/queue/partitions.ts';
+import { Queue, type JobType } from 'bullmq';
 
 /** See {@link Harness.state}. */
 export interface HarnessState {
@@ -26,7 +27,9 @@ export interface Harness {
   keys: { producer: string; producer2: string; merchant: string; otherMerchant: string; admin: string };
   /** fetch against the API with a bearer key. */
   request(path: string, init?: RequestInit & { key?: string | null; json?: unknown }): Promise<Response>;
-  /** Waits until the queue has no waiting, active or delayed jobs. */
+  /** Every partition's queue (just the one queue unless QUEUE_PARTITIONS is set). */
+  queues: Queue[];
+  /** Waits until the queues have no waiting, active or delayed jobs. */
   drain(timeoutMs?: number): Promise<void>;
   /**
    * Drains, then counts what a request could have changed: the queue's jobs by state and the
@@ -69,8 +72,17 @@ export async function startHarness(
     admin: (await createKey(prisma, { role: 'admin' })).key,
   };
   const url = `http://127.0.0.1:${service.port}`;
-  const redis = createRedis(REDIS_URL);
-  const queue = new Queue(queueName, { connection: redis });
+  const redis = createRedis(redisTargetOf(config));
+  const queues = queueNamesOf(queueName, config.queuePartitions).map(
+    (n) => new Queue(n, { connection: redis }),
+  );
+  const countJobs = async (...states: JobType[]): Promise<Record<string, number>> => {
+    const total: Record<string, number> = {};
+    for (const q of queues) {
+      for (const [k, n] of Object.entries(await q.getJobCounts(...states))) total[k] = (total[k] ?? 0) + n;
+    }
+    return total;
+  };
 
   const harness: Harness = {
     url,
@@ -79,6 +91,7 @@ export async function startHarness(
     queueName,
     service,
     workers,
+    queues,
     keys,
     async request(path, init = {}) {
       const { key = keys.producer, json, ...rest } = init;
@@ -93,7 +106,7 @@ export async function startHarness(
     },
     async state() {
       await harness.drain();
-      const jobs = await queue.getJobCounts(
+      const jobs = await countJobs(
         'waiting',
         'active',
         'delayed',
@@ -112,7 +125,7 @@ export async function startHarness(
     async drain(timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
-        const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+        const c = await countJobs('waiting', 'active', 'delayed', 'prioritized');
         if (Object.values(c).every((n) => n === 0)) return;
         if (Date.now() > deadline) throw new Error(`queue not drained: ${JSON.stringify(c)}`);
         await new Promise((r) => setTimeout(r, 50));
@@ -121,8 +134,10 @@ export async function startHarness(
     async close() {
       for (const w of workers) await w.close();
       await service.close();
-      await queue.obliterate({ force: true }).catch(() => {});
-      await queue.close();
+      for (const q of queues) {
+        await q.obliterate({ force: true }).catch(() => {});
+        await q.close();
+      }
       redis.disconnect();
       await db.drop();
     },

@@ -85,7 +85,11 @@ describe('events over REST', () => {
       });
       expect(res.status).toBe(202);
       const body = (await res.json()) as { accepted: number; jobId: string };
-      expect(body).toEqual({ accepted: 1, jobId: expect.any(String) });
+      expect(body).toEqual({
+        accepted: 1,
+        jobId: expect.any(String),
+        jobs: [{ queue: h.queueName, jobId: body.jobId, accepted: 1 }],
+      });
       const row = await eventually(async () => {
         const r = await h.request('/v1/promotions/single-1', { key: h.keys.admin });
         return r.status === 200 ? ((await r.json()) as EntityView) : undefined;
@@ -106,7 +110,12 @@ describe('events over REST', () => {
       ]);
       const res = await h.request('/v1/events', { method: 'POST', json: { events } });
       expect(res.status).toBe(202);
-      expect(await res.json()).toEqual({ accepted: 20, jobId: expect.any(String) });
+      // One queue (no partitions): the request is one job.
+      expect(await res.json()).toEqual({
+        accepted: 20,
+        jobId: expect.any(String),
+        jobs: [{ queue: h.queueName, jobId: expect.any(String), accepted: 20 }],
+      });
       await h.drain();
       for (const id of ids)
         expect(await entity(id)).toMatchObject({ status: 'ACTIVATED', lastEvent: 'activate' });
@@ -140,6 +149,7 @@ describe('events over REST', () => {
       expect(await res.json()).toEqual({
         accepted: 5,
         jobId: expect.any(String),
+        jobs: [{ queue: h.queueName, jobId: expect.any(String), accepted: 5 }],
         results: [
           { eventId: 'wait-1-b', entityId: 'wait-1', outcome: 'applied', anomaly: false, state: 'ACTIVATED' },
           { eventId: 'wait-1-c', entityId: 'wait-1', outcome: 'stale', anomaly: false, state: 'ACTIVATED' },

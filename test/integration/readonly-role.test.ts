@@ -83,12 +83,12 @@ describe('a worker on a read-only database role', () => {
 
     // Ready now means it really writes.
     queue = new EventQueue({ connection: redis, name: queueName, attempts: 1, backoffMs: 10 });
-    const jobId = await queue.enqueue(
+    const [job] = await queue.enqueue(
       [{ machine: 'promotion', entityId: 'ro-1', type: 'create' }],
       'ro-src',
       true,
     );
-    const result = await queue.waitFor(jobId, 30_000);
+    const result = await queue.waitFor(job!.jobId, 30_000);
     expect(result.results?.[0]).toMatchObject({ entityId: 'ro-1', outcome: 'applied' });
   });
 });

@@ -26,6 +26,7 @@ describe('configuration defaults', () => {
     WORKER_MAX_STALLED_COUNT: 'workerMaxStalledCount',
     EVENT_MAX_FIELDS: 'eventMaxFields',
     EVENT_MAX_FIELD_NAME_LENGTH: 'eventMaxFieldNameLength',
+    QUEUE_PARTITIONS: 'queuePartitions',
   } as const;
 
   it('an empty environment gets the stated defaults', () => {
@@ -38,5 +39,32 @@ describe('configuration defaults', () => {
     for (const [variable, key] of Object.entries(settings)) {
       expect(table.get(variable), variable).toBe(`\`${DEFAULTS[key]}\``);
     }
+  });
+});
+
+describe('partition and cluster settings', () => {
+  it('a worker consumes every partition unless WORKER_PARTITIONS names some', () => {
+    expect(loadConfig({ QUEUE_PARTITIONS: '4' }).workerPartitions).toEqual([0, 1, 2, 3]);
+    expect(loadConfig({ QUEUE_PARTITIONS: '6', WORKER_PARTITIONS: '0,2-3' }).workerPartitions).toEqual([
+      0, 2, 3,
+    ]);
+    expect(() => loadConfig({ QUEUE_PARTITIONS: '4', WORKER_PARTITIONS: '1,4' })).toThrow(
+      /WORKER_PARTITIONS: partition 4 does not exist/,
+    );
+    expect(() => loadConfig({ WORKER_PARTITIONS: 'all' })).toThrow(/WORKER_PARTITIONS/);
+  });
+
+  it('a Redis Cluster needs partitioned queue names and well-formed nodes', () => {
+    const ok = loadConfig({
+      REDIS_CLUSTER_NODES: '10.0.0.1:7000, redis://:pw@10.0.0.2:7001',
+      QUEUE_PARTITIONS: '6',
+    });
+    expect(ok.redisClusterNodes).toEqual(['10.0.0.1:7000', 'redis://:pw@10.0.0.2:7001']);
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: '10.0.0.1:7000' })).toThrow(
+      /QUEUE_PARTITIONS: a Redis Cluster needs at least 2 partitions/,
+    );
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: '10.0.0.1:99999', QUEUE_PARTITIONS: '2' })).toThrow(
+      /REDIS_CLUSTER_NODES/,
+    );
   });
 });

@@ -50,23 +50,25 @@ export function eventsRouter(deps: {
         throw new PromosyncError('forbidden', `this key may not push events of machine ${denied.join(', ')}`);
       }
       const wait = query.wait === 'true';
-      const jobId = await deps.queue.enqueue(events, source, wait, p.mayWriteFor);
+      const jobs = await deps.queue.enqueue(events, source, wait, p.mayWriteFor);
       if (deps.metrics) {
         const perMachine = new Map<string, number>();
         for (const e of events) perMachine.set(e.machine, (perMachine.get(e.machine) ?? 0) + 1);
         for (const [machine, n] of perMachine) deps.metrics.countReceived(machine, source, n);
       }
+      // `jobId` is the first job's: the only one unless the queue is partitioned.
+      const accepted = { accepted: events.length, jobId: jobs[0]!.jobId, jobs };
       if (!wait) {
-        res.status(202).json({ accepted: events.length, jobId });
+        res.status(202).json(accepted);
         return;
       }
       try {
-        const result = await deps.queue.waitFor(jobId, query.timeoutMs ?? 30_000);
-        res.status(200).json({ accepted: events.length, jobId, results: result.results ?? [] });
+        const results = await deps.queue.waitForAll(jobs, events, query.timeoutMs ?? 30_000);
+        res.status(200).json({ ...accepted, results });
       } catch (err) {
         if (err instanceof WaitTimeoutError) {
           // Accepted and queued: it will be applied, we just stopped waiting.
-          res.status(202).json({ accepted: events.length, jobId, pending: true });
+          res.status(202).json({ ...accepted, pending: true });
           return;
         }
         throw err;
