@@ -71,7 +71,7 @@ export async function launch(opts: LaunchOptions): Promise<Launched> {
   const wait = { totalMs: config.startupWaitMs, logger };
   await Promise.all([
     waitForPostgres(config.databaseUrl!, wait),
-    waitForRedis(config.redisUrl ?? DEFAULT_REDIS_URL, wait),
+    waitForRedis(config.redisClusterNodes ?? config.redisUrl ?? DEFAULT_REDIS_URL, wait),
   ]).catch(async (err: unknown) => {
     await backends?.close();
     throw err;

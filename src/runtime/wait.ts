@@ -97,25 +97,41 @@ export function waitForPostgres(url: string, opts: WaitOptions): Promise<void> {
   );
 }
 
-/** Waits until Redis at `url` answers PING (also while it loads its data set). */
-export function waitForRedis(url: string, opts: WaitOptions): Promise<void> {
+/**
+ * Waits until Redis answers PING (also while it loads its data set): at `url`, or for a
+ * cluster at any one of its seed nodes (`host:port` or redis:// URLs), which is all a
+ * cluster client needs to find the others.
+ */
+export function waitForRedis(url: string | readonly string[], opts: WaitOptions): Promise<void> {
+  const urls = (typeof url === 'string' ? [url] : url).map((u) =>
+    /^rediss?:\/\//.test(u) ? u : `redis://${u}`,
+  );
   return waitFor(
-    `Redis at ${where(url)}`,
+    urls.length === 1
+      ? `Redis at ${where(urls[0]!)}`
+      : `a Redis Cluster node of ${urls.map(where).join(', ')}`,
     async () => {
-      const client = new Redis(url, {
-        lazyConnect: true,
-        connectTimeout: 5000,
-        maxRetriesPerRequest: 0,
-        retryStrategy: () => null,
-        enableOfflineQueue: false,
-      });
-      client.on('error', () => {});
-      try {
-        await client.connect();
-        await client.ping();
-      } finally {
-        client.disconnect();
+      let last: unknown;
+      for (const u of urls) {
+        const client = new Redis(u, {
+          lazyConnect: true,
+          connectTimeout: 5000,
+          maxRetriesPerRequest: 0,
+          retryStrategy: () => null,
+          enableOfflineQueue: false,
+        });
+        client.on('error', () => {});
+        try {
+          await client.connect();
+          await client.ping();
+          return;
+        } catch (err) {
+          last = err;
+        } finally {
+          client.disconnect();
+        }
       }
+      throw last;
     },
     (err) => !/NOAUTH|WRONGPASS|invalid password|invalid username/i.test(messageOf(err)),
     opts,
