@@ -42,6 +42,10 @@ export const DEFAULTS = Object.freeze({
   eventMaxFields: 100,
   /** `EVENT_MAX_FIELD_NAME_LENGTH`: the longest `data` field name, in characters (at most 128). */
   eventMaxFieldNameLength: 64,
+  /** `ENTITY_MAX_FIELDS`: fields one entity may have (at least `EVENT_MAX_FIELDS`). */
+  entityMaxFields: 1000,
+  /** `ENTITY_MAX_FIELD_BYTES`: the size of one entity's fields together (at least 16 KiB, one event's `data`). */
+  entityMaxFieldBytes: 262_144,
   /** `QUEUE_PARTITIONS`: queues the events are spread over by entity (1: the one queue `QUEUE_NAME`). */
   queuePartitions: 1,
 });
@@ -70,6 +74,8 @@ const schema = z.object({
   WORKER_MAX_STALLED_COUNT: int(DEFAULTS.workerMaxStalledCount, 0, 1000),
   EVENT_MAX_FIELDS: int(DEFAULTS.eventMaxFields, 1, 10_000),
   EVENT_MAX_FIELD_NAME_LENGTH: int(DEFAULTS.eventMaxFieldNameLength, 1, 128),
+  ENTITY_MAX_FIELDS: int(DEFAULTS.entityMaxFields, 1, 1_000_000),
+  ENTITY_MAX_FIELD_BYTES: int(DEFAULTS.entityMaxFieldBytes, 16_384, 1_073_741_824),
   RATE_LIMIT_PER_SECOND: int(200, 0, 1_000_000),
   RATE_LIMIT_BURST: int(1000, 0, 10_000_000),
   PROMOSYNC_URL: z.string().url().optional(),
@@ -124,6 +130,10 @@ export interface Config {
   eventMaxFields: number;
   /** The longest `data` field name, in characters. */
   eventMaxFieldNameLength: number;
+  /** Fields one entity may have; an event that would pass it is rejected (docs/design.md#attribute-limits). */
+  entityMaxFields: number;
+  /** The size of one entity's fields together, in bytes; an event that would pass it is rejected. */
+  entityMaxFieldBytes: number;
   /** Requests per second one API key may make, across all API processes; 0 turns the limit off. */
   rateLimitPerSecond: number;
   /** Requests a key may make above that rate in any 10 s window. */
@@ -193,6 +203,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       );
     }
   }
+  if (e.ENTITY_MAX_FIELDS < e.EVENT_MAX_FIELDS) {
+    problems.push('ENTITY_MAX_FIELDS: must be at least EVENT_MAX_FIELDS (one event must fit one entity)');
+  }
   if (problems.length > 0) throw new Error(`invalid configuration:\n${problems.join('\n')}`);
   return Object.freeze({
     databaseUrl: e.DATABASE_URL,
@@ -215,6 +228,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     workerMaxStalledCount: e.WORKER_MAX_STALLED_COUNT,
     eventMaxFields: e.EVENT_MAX_FIELDS,
     eventMaxFieldNameLength: e.EVENT_MAX_FIELD_NAME_LENGTH,
+    entityMaxFields: e.ENTITY_MAX_FIELDS,
+    entityMaxFieldBytes: e.ENTITY_MAX_FIELD_BYTES,
     rateLimitPerSecond: e.RATE_LIMIT_PER_SECOND,
     rateLimitBurst: e.RATE_LIMIT_BURST,
     apiUrl: e.PROMOSYNC_URL,

@@ -103,6 +103,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
   const registry = MachineRegistry.from(machines, false, {
     maxFields: config.eventMaxFields,
     maxFieldNameLength: config.eventMaxFieldNameLength,
+    entity: { maxFields: config.entityMaxFields, maxFieldBytes: config.entityMaxFieldBytes },
   });
   const metrics = new Metrics({ machines: registry.list().map((m) => m.analysis.name) });
   const db = openDatabase(config.databaseUrl, config.dbPoolSize, (err) =>

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DEFAULTS } from '../config.ts';
 import { PromosyncError, type FieldProblem } from './errors.ts';
+import { fieldUsage, type EntityLimits } from './field-limits.ts';
 
 /** The most events one request or job may carry. */
 export const MAX_EVENTS_PER_REQUEST = 1000;
@@ -181,12 +182,15 @@ export interface EventLimits {
   maxFields: number;
   /** The longest field name, in characters. */
   maxFieldNameLength: number;
+  /** The limits of one entity's attributes, which the apply statement holds rows to. */
+  entity: Readonly<EntityLimits>;
 }
 
 /** The limits when none are configured. */
 export const DEFAULT_EVENT_LIMITS: Readonly<EventLimits> = Object.freeze({
   maxFields: DEFAULTS.eventMaxFields,
   maxFieldNameLength: DEFAULTS.eventMaxFieldNameLength,
+  entity: Object.freeze({ maxFields: DEFAULTS.entityMaxFields, maxFieldBytes: DEFAULTS.entityMaxFieldBytes }),
 });
 
 const clipName = (name: string): string => (name.length <= 128 ? name : `${name.slice(0, 128)}…`);
@@ -216,6 +220,21 @@ export function limitProblems(
       ...at,
       path: 'data',
       message: `data has ${fields} fields; at most ${limits.maxFields} are allowed per event`,
+    });
+  }
+  // One event must fit an entity that has no fields yet (docs/design.md#attribute-limits).
+  const usage = fieldUsage(data);
+  if (usage.fields > limits.entity.maxFields) {
+    out.push({
+      ...at,
+      path: 'data',
+      message: `data has ${usage.fields} fields; an entity may have at most ${limits.entity.maxFields}`,
+    });
+  } else if (usage.bytes > limits.entity.maxFieldBytes) {
+    out.push({
+      ...at,
+      path: 'data',
+      message: `data takes ${usage.bytes} bytes as attributes; an entity's may take at most ${limits.entity.maxFieldBytes}`,
     });
   }
   return out;

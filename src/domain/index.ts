@@ -4,6 +4,7 @@ export * from './content-hash.ts';
 export * from './capacity.ts';
 export * from './errors.ts';
 export * from './event-schema.ts';
+export * from './field-limits.ts';
 export * from './merge.ts';
 export * from './ordering.ts';
 export * from './ownership.ts';

@@ -1,6 +1,7 @@
 import { contentHash } from './content-hash.ts';
 import { mayActFor, ownerAfter, type Owner } from './ownership.ts';
-import type { FieldValue, PreparedEvent } from './registry.ts';
+import type { FieldValue } from './field-limits.ts';
+import type { PreparedEvent } from './registry.ts';
 
 /** What happened to one event (docs/design.md#outcomes). */
 export type Outcome = 'applied' | 'stale' | 'duplicate' | 'conflict' | 'rejected';
@@ -53,15 +54,8 @@ export function mergeEvent(
   isReachable: (from: string, to: string) => boolean,
   fixedOwner?: Owner | null,
 ): MergeResult {
-  const idKey = event.eventId === null ? null : `${event.source}\u0000${event.eventId}`;
-  if (idKey !== null) {
-    const hash = contentHash(event);
-    const first = seen.get(idKey);
-    if (first !== undefined) {
-      return { state: state!, outcome: first === hash ? 'duplicate' : 'conflict', anomaly: false };
-    }
-    seen.set(idKey, hash);
-  }
+  const repeat = markSeen(seen, event);
+  if (repeat !== undefined) return { state: state!, outcome: repeat, anomaly: false };
   // The owner once this event is seen, unless the caller knows the final one (a recomputation).
   const owner = fixedOwner !== undefined ? fixedOwner : ownerAfter(state?.owner ?? null, event);
   // (Without a row, only a recomputation's fixed owner can differ from the event's source.)
@@ -99,6 +93,20 @@ export function mergeEvent(
     anomaly: state !== undefined && !isReachable(state.status, event.target),
     ...moved,
   };
+}
+
+/**
+ * Records the event's (source, eventId) in `seen`: `duplicate` or `conflict` when the pair was
+ * seen before (with the same or other content), undefined when it is new or the event has no id.
+ */
+export function markSeen(seen: SeenIds, event: PreparedEvent): 'duplicate' | 'conflict' | undefined {
+  if (event.eventId === null) return undefined;
+  const idKey = `${event.source}\u0000${event.eventId}`;
+  const hash = contentHash(event);
+  const first = seen.get(idKey);
+  if (first !== undefined) return first === hash ? 'duplicate' : 'conflict';
+  seen.set(idKey, hash);
+  return undefined;
 }
 
 const sameOwner = (a: Owner | null, b: Owner | null): boolean =>

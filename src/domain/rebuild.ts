@@ -1,4 +1,5 @@
-import { mergeEvent, type EntityState, type FieldEntry } from './merge.ts';
+import { markSeen, mergeEvent, type EntityState, type FieldEntry } from './merge.ts';
+import { limitReason, type EntityLimits } from './field-limits.ts';
 import { ownerAfter, type Owner } from './ownership.ts';
 import type { PreparedEvent } from './registry.ts';
 
@@ -41,17 +42,42 @@ export function recomputeRow(
   events: readonly PreparedEvent[],
   isReachable: (from: string, to: string) => boolean,
   owner: Owner | null = ownerOf(events),
+  limits: FieldLimitReplay = {},
 ): RowState | undefined {
   let state: EntityState | undefined;
   let anomalies = 0;
   const seen = new Map<string, string>();
-  for (const event of events) {
+  for (const [i, event] of events.entries()) {
+    if (limits.heldBack?.(i)) {
+      // Rejected for good for the entity's field limits (docs/design.md#attribute-limits):
+      // its eventId was claimed, so a repeat of it is a duplicate; nothing else of it counts.
+      markSeen(seen, event);
+      continue;
+    }
     const r = mergeEvent(state, event, seen, isReachable, owner);
     if (r.outcome === 'duplicate' || r.outcome === 'conflict' || r.outcome === 'rejected') continue;
+    const over = limits.entity && limitReason(state?.fields ?? {}, r.state.fields, limits.entity);
+    if (over) {
+      limits.onHeldBack?.(i, over);
+      continue;
+    }
     state = r.state;
     if (r.anomaly) anomalies++;
   }
   return state && { ...state, anomalies };
+}
+
+/** How {@link recomputeRow} treats the entity's field limits (docs/design.md#attribute-limits). */
+export interface FieldLimitReplay {
+  /** Events the store rejected for good for the limits: they count for ownership and idempotency only. */
+  heldBack?: (index: number) => boolean;
+  /**
+   * Limits to hold the other events to, one by one in log order (a recomputation after the
+   * owner moved, whose row no statement checked); unset, they are not checked again.
+   */
+  entity?: Readonly<EntityLimits>;
+  /** Called for each event {@link FieldLimitReplay.entity} holds back, with the reason. */
+  onHeldBack?: (index: number, reason: string) => void;
 }
 
 const sameEntry = (a: FieldEntry | undefined, b: FieldEntry | undefined): boolean =>

@@ -1,5 +1,6 @@
 import type { AnyStateMachine } from 'xstate';
 import { analyzeMachine, type EventRank, type MachineAnalysis } from './ranking.ts';
+import type { FieldValue } from './field-limits.ts';
 import { orderingKey } from './ordering.ts';
 import { PromosyncError, type FieldProblem } from './errors.ts';
 import {
@@ -12,9 +13,6 @@ import {
   type EventInput,
   type EventLimits,
 } from './event-schema.ts';
-
-/** A scalar attribute value. */
-export type FieldValue = string | number | boolean;
 
 /** An event that passed validation and knows its machine: what the apply step consumes. */
 export interface PreparedEvent {

@@ -1,13 +1,12 @@
 import type { FieldEntry } from './merge.ts';
-import type { FieldValue } from './registry.ts';
+import type { FieldValue } from './field-limits.ts';
 
 /**
  * The codec of `entity.fields`: the one definition of how a field's value and its last
  * writer are stored, `{ name: { v: value, k: key, e: event type, n: version } }` (one-letter
  * names keep the jsonb small). TypeScript reads and writes it with {@link decodeFields} and
  * {@link encodeFields}; SQL that reads or writes it is built from the `sql*` helpers here, so
- * both follow {@link FIELD}. The init migration's `promosync_fields_win` reads the key as `k`
- * too; a test holds it to this codec. See docs/design.md#fields.
+ * both follow {@link FIELD}. See docs/design.md#fields.
  */
 export const FIELD = { value: 'v', key: 'k', event: 'e', version: 'n' } as const;
 
@@ -65,6 +64,11 @@ export function sqlFieldEntry(value: string, key: string, event: string, version
 /** SQL for the writer key (bigint) of the stored field `entry` (a jsonb expression). */
 export function sqlFieldKey(entry: string): string {
   return `(${entry} ->> '${FIELD.key}')::bigint`;
+}
+
+/** SQL for the value (a jsonb scalar) of the stored field `entry`. */
+export function sqlFieldValue(entry: string): string {
+  return `(${entry} -> '${FIELD.value}')`;
 }
 
 /** SQL for the writer's event type (text) of the stored field `entry`. */

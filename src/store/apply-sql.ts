@@ -1,6 +1,15 @@
 import { readFileSync } from 'node:fs';
 import type { MachineRegistry, Ordering, PreparedEvent } from '../domain/index.ts';
-import { ADMIN_SOURCE, contentHash, sqlFieldEntry, sqlFieldKey, sqlRankOfKey } from '../domain/index.ts';
+import {
+  ADMIN_SOURCE,
+  contentHash,
+  sqlFieldBytes,
+  sqlFieldEntry,
+  sqlFieldKey,
+  sqlFieldLimitReason,
+  sqlFieldValue,
+  sqlRankOfKey,
+} from '../domain/index.ts';
 
 /** An event on its way to the store, with the job that carried it. */
 export interface BatchEvent {
@@ -117,6 +126,10 @@ const PLACEHOLDERS: Record<string, (...args: string[]) => string> = {
   rank_of_key: (ordering, key) => sqlRankOfKey(ordering as Ordering, key!),
   field_entry: (value, key, event, version) => sqlFieldEntry(value!, key!, event!, version!),
   field_key: (entry) => sqlFieldKey(entry!),
+  field_bytes: (name, value) => sqlFieldBytes(name!, value!),
+  stored_field_bytes: (name, entry) => sqlFieldBytes(name!, sqlFieldValue(entry!)),
+  field_limit_reason: (overFields, fields, bytes, maxFields, maxBytes) =>
+    sqlFieldLimitReason(overFields!, fields!, bytes!, maxFields!, maxBytes!),
 };
 
 /**
@@ -153,6 +166,8 @@ export function machinesParam(registry: MachineRegistry): string {
       ordering: a.ordering,
       targets: Object.fromEntries(a.events.map((e) => [String(e.rank), e.target])),
       reach: a.reachable,
+      maxFields: registry.limits.entity.maxFields,
+      maxFieldBytes: registry.limits.entity.maxFieldBytes,
     };
   }
   return JSON.stringify(out);

@@ -43,8 +43,10 @@
 --  3. `locked_rows` locks the remaining rows in group order, so concurrent batches wait on each
 --     other instead of deadlocking, and reads their latest version.
 --  4. `event_rows` … `event_results` replay the batch per entity in arrival order with window
---     functions: the owning source (docs/design.md#ownership), the outcome of each event against
---     the row and the events before it, and anomalies. When the owner moves to another source,
+--     functions: the owning source (docs/design.md#ownership), the entity's field limits
+--     (`field_writes` … `held_back`, docs/design.md#attribute-limits), the outcome of each event
+--     against the row and the events before it, and anomalies. Stored fields are compared with
+--     the batch's by joining names (`current_fields`, `before_fields`): each row read once. When the owner moves to another source,
 --     `refold` asks the caller to recompute the row from its log in the same transaction.
 --  5. `row_changes` folds each entity's events: the winning status and, per field, the value of
 --     the highest-keyed event that carries it (last-writer-wins by key).
@@ -86,6 +88,12 @@ id_refs AS (
     SELECT ek.content_hash, true AS found FROM event_key ek
     WHERE f.event_id IS NULL AND ek.source = k.source AND ek.event_id = k.event_id OFFSET 0) s ON true
 ),
+data_fields AS (
+  -- Every field the batch's events carry, with its writer's key and its size (docs/design.md#attribute-limits).
+  SELECT i.ord, i.grp, i.key, d.key AS name, d.value, {{field_bytes(d.key, d.value)}} AS bytes
+  FROM events i CROSS JOIN LATERAL jsonb_each(i.data) d
+  WHERE i.data IS NOT NULL
+),
 current_rows AS (
   -- One primary-key lookup per entity (OFFSET 0 keeps the planner from hashing the whole table).
   SELECT n.grp, e.status, e.key, e.merchant_id, e.owner_source, e.owner_key, e.fields
@@ -93,13 +101,22 @@ current_rows AS (
     SELECT e.status, e.key, e.merchant_id, e.owner_source, e.owner_key, e.fields FROM entity e
     WHERE e.machine = n.machine AND e.entity_id = n.entity_id OFFSET 0) e
 ),
+current_fields AS (
+  -- The stored fields of the rows the batch carries fields for, each row's jsonb read once and
+  -- joined by name (looking fields up one by one reads the whole row each time: quadratic).
+  SELECT c.grp, f.key AS name, {{field_key(f.value)}} AS key, {{stored_field_bytes(f.key, f.value)}} AS bytes
+  FROM current_rows c CROSS JOIN LATERAL jsonb_each(c.fields) f
+  WHERE c.grp IN (SELECT grp FROM data_fields)
+),
 to_lock AS (
   -- Entities some event of the batch may change.
   SELECT DISTINCT c.grp
   FROM current_rows c JOIN events i USING (grp)
   WHERE i.key > c.key
      OR (c.merchant_id IS NULL AND i.merchant_id IS NOT NULL)
-     OR (i.data IS NOT NULL AND promosync_fields_win(c.fields, i.data, i.key))
+     -- An event sets a field the row lacks or holds with a lower key.
+     OR c.grp IN (SELECT d.grp FROM data_fields d LEFT JOIN current_fields f USING (grp, name)
+                  WHERE f.name IS NULL OR d.key > f.key)
      -- The event would own the entity (its key comes first, or nobody owns it yet).
      OR (i.source <> {{admin_source}} AND (c.owner_source IS NULL
          OR (lpad(i.key::text, 19, '0') || i.source) COLLATE "C" < (lpad(c.owner_key::text, 19, '0') || c.owner_source) COLLATE "C"))
@@ -116,6 +133,14 @@ rows_before AS (
   SELECT * FROM locked_rows
   UNION ALL
   SELECT c.* FROM current_rows c WHERE NOT EXISTS (SELECT 1 FROM to_lock WHERE to_lock.grp = c.grp)
+),
+before_fields AS (
+  -- The fields of each row as the batch meets it (see rows_before), where the batch carries fields.
+  SELECT l.grp, f.key AS name, {{field_key(f.value)}} AS key, {{stored_field_bytes(f.key, f.value)}} AS bytes
+  FROM locked_rows l CROSS JOIN LATERAL jsonb_each(l.fields) f
+  WHERE l.grp IN (SELECT grp FROM data_fields)
+  UNION ALL
+  SELECT c.grp, c.name, c.key, c.bytes FROM current_fields c WHERE c.grp NOT IN (SELECT grp FROM to_lock)
 ),
 event_rows AS (
   -- Each event with its row, whether its (source, eventId) is new, and whether it is a
@@ -150,25 +175,73 @@ event_source_ok AS (
   FROM (SELECT event_sources.*, substr(owner_pick, 20) AS owner_src, substr(owner_pick, 1, 19)::bigint AS owner_src_key
         FROM event_sources) s
 ),
+field_writes AS (
+  -- The fields the events the owner accepts may write: those that beat the row's writer of the
+  -- field. Writes that lose to the row cannot grow it; those of events rejected later for their
+  -- merchant, or duplicates by key, are counted although they write nothing (a safe excess).
+  -- Where the owner moves, the row is recomputed from its log (`refold`), which holds the
+  -- events to the limits itself.
+  SELECT d.ord, d.grp, d.name, d.bytes
+  FROM data_fields d JOIN event_source_ok s USING (ord)
+  LEFT JOIN before_fields b ON b.grp = d.grp AND b.name = d.name
+  WHERE s.fresh AND s.source_ok AND (b.name IS NULL OR d.key > b.key)
+    AND NOT (s.row_exists AND s.row_owner IS NOT NULL AND s.owner_src <> s.row_owner)
+),
+field_totals AS (
+  -- Per entity, its fields and their size if every such write were kept, each field counted at
+  -- its largest value: a bound of its size at every point of the batch.
+  SELECT t.grp, count(*) AS fields, sum(t.bytes) AS bytes
+  FROM (SELECT grp, name, max(bytes) AS bytes
+        FROM (SELECT grp, name, bytes FROM before_fields WHERE grp IN (SELECT grp FROM field_writes)
+              UNION ALL SELECT grp, name, bytes FROM field_writes) a
+        GROUP BY grp, name) t
+  GROUP BY t.grp
+),
+over_limits AS (
+  -- The entities where keeping every write would pass a limit of their machine.
+  SELECT l.* FROM (
+    SELECT t.grp, t.fields, t.bytes, (m.j -> n.machine ->> 'maxFields')::bigint AS max_fields,
+           (m.j -> n.machine ->> 'maxFieldBytes')::bigint AS max_bytes
+    FROM field_totals t JOIN entities n USING (grp) CROSS JOIN machines m) l
+  WHERE l.fields > l.max_fields OR l.bytes > l.max_bytes
+),
+held_back AS (
+  -- There, the writes replayed in arrival order: each event that would grow the entity past a
+  -- limit is rejected, whole, and its writes are not counted further.
+  SELECT q.ord, {{field_limit_reason(q.over_fields, q.fields, q.bytes, o.max_fields, o.max_bytes)}} AS reason
+  FROM over_limits o
+  JOIN (SELECT grp, jsonb_agg(jsonb_build_array(ord, sizes) ORDER BY ord) AS writes
+        FROM (SELECT w.grp, w.ord, jsonb_object_agg(w.name, w.bytes) AS sizes
+              FROM field_writes w JOIN over_limits USING (grp) GROUP BY w.grp, w.ord) e
+        GROUP BY grp) w USING (grp)
+  LEFT JOIN (SELECT b.grp, jsonb_object_agg(b.name, b.bytes) AS sizes
+             FROM before_fields b JOIN over_limits USING (grp) GROUP BY b.grp) r USING (grp)
+  CROSS JOIN LATERAL promosync_field_quota(r.sizes, w.writes, o.max_fields, o.max_bytes) q
+),
+event_fields_ok AS (
+  SELECT s.*, h.ord IS NULL AS fields_ok, h.reason AS fields_reason
+  FROM event_source_ok s LEFT JOIN held_back h USING (ord)
+),
 event_key_dups AS (
-  -- Duplicates by key among fresh events the owner accepts. Only events after the merchant is
-  -- known can be rejected for it, so up to the event that sets it this equals the final replay.
-  SELECT event_source_ok.*,
-         coalesce(fresh AND key = greatest(row_key, max(key) FILTER (WHERE fresh AND source_ok) OVER (
+  -- Duplicates by key among fresh events the owner accepts within the field limits. Only events
+  -- after the merchant is known can be rejected for it, so up to the event that sets it this
+  -- equals the final replay.
+  SELECT event_fields_ok.*,
+         coalesce(fresh AND fields_ok AND key = greatest(row_key, max(key) FILTER (WHERE fresh AND source_ok AND fields_ok) OVER (
             PARTITION BY grp ORDER BY ord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)), false) AS key_dup
-  FROM event_source_ok
+  FROM event_fields_ok
 ),
 event_merchants AS (
   -- The merchant: the row's, else that of the first event that carries one and changes
   -- something. "First" is the lowest ord, packed in front of the merchant id so min() finds it.
   SELECT event_key_dups.*,
          coalesce(row_merchant, substr(min(lpad(ord::text, 10, '0') || merchant_id)
-           FILTER (WHERE fresh AND source_ok AND NOT key_dup) OVER (PARTITION BY grp), 11)) AS merchant
+           FILTER (WHERE fresh AND source_ok AND fields_ok AND NOT key_dup) OVER (PARTITION BY grp), 11)) AS merchant
   FROM event_key_dups
 ),
 event_valid AS (
   SELECT event_merchants.*,
-         (fresh AND source_ok
+         (fresh AND source_ok AND fields_ok
           AND NOT (merchant_id IS NOT NULL AND merchant IS NOT NULL AND merchant_id <> merchant)) AS valid
   FROM event_merchants
 ),
@@ -200,6 +273,7 @@ event_outcomes AS (
          CASE
            WHEN NOT fresh AND conflict THEN 'eventId seen before with other content'
            WHEN fresh AND NOT source_ok THEN 'owned by source ' || owner_src
+           WHEN fresh AND NOT fields_ok THEN fields_reason
            WHEN fresh AND NOT valid THEN 'owned by merchant ' || merchant
          END AS reason
   FROM event_prev
@@ -219,16 +293,16 @@ winners AS (
 ),
 field_writers AS (
   -- Per entity and field, the highest-keyed event of the batch that carries it.
-  SELECT DISTINCT ON (e.grp, d.key) e.grp, d.key AS name, d.value, e.key, e.type, e.version
-  FROM event_results e JOIN events i USING (ord) CROSS JOIN LATERAL jsonb_each(i.data) d
-  WHERE e.has_data AND e.outcome IN ('applied', 'stale')
-  ORDER BY e.grp, d.key, e.key DESC, e.ord
+  SELECT DISTINCT ON (d.grp, d.name) d.grp, d.name, d.value, d.key, e.type, e.version
+  FROM data_fields d JOIN event_results e USING (ord)
+  WHERE e.outcome IN ('applied', 'stale')
+  ORDER BY d.grp, d.name, d.key DESC, d.ord
 ),
 field_changes AS (
   -- Per entity, the stored entries of the fields whose writer beats the row's.
   SELECT w.grp, jsonb_object_agg(w.name, {{field_entry(w.value, w.key, w.type, w.version)}}) AS fields
-  FROM field_writers w LEFT JOIN rows_before b USING (grp)
-  WHERE b.fields IS NULL OR NOT (b.fields ? w.name) OR w.key > {{field_key(b.fields -> w.name)}}
+  FROM field_writers w LEFT JOIN before_fields b USING (grp, name)
+  WHERE b.name IS NULL OR w.key > b.key
   GROUP BY w.grp
 ),
 entity_summary AS (

@@ -1,9 +1,9 @@
 import type { Pool, PoolClient } from 'pg';
 import type { Logger } from 'pino';
-import type { MachineRegistry, Outcome } from '../domain/index.ts';
+import { contentHash, type MachineRegistry, type Outcome } from '../domain/index.ts';
 import { APPLY_SQL, applyParams, machinesParam, type BatchEvent } from './apply-sql.ts';
 import { isRetryable, isTransient } from './pg-errors.ts';
-import { refoldEntity } from './rebuild.ts';
+import { refoldEntity, type Refold } from './rebuild.ts';
 import { CHANGES_CHANNEL } from './changes.ts';
 
 export {
@@ -87,7 +87,9 @@ export class Applier {
 
   /**
    * Recomputes, in the statement's transaction, the rows whose owner the batch moved to
-   * another source, and reports their status as recomputed.
+   * another source, and reports their status as recomputed. A recomputation holds the events
+   * to the entity's field limits one by one: an event of the batch it holds back is reported
+   * rejected, with the reason.
    */
   private async refold(
     client: PoolClient,
@@ -95,23 +97,33 @@ export class Applier {
     rows: readonly ApplyRow[],
     out: AppliedEvent[],
   ): Promise<void> {
-    const status = new Map<string, string | null>();
+    const done = new Map<string, Refold>();
     for (const r of rows) {
       if (!r.refold) continue;
       const { machine, entityId } = batch[r.idx]!.event;
       const k = `${machine}\u0000${entityId}`;
-      if (status.has(k)) continue;
-      const row = await refoldEntity(client, this.registry, machine, entityId);
-      status.set(k, row?.status ?? null);
+      if (done.has(k)) continue;
+      const refold = await refoldEntity(client, this.registry, machine, entityId);
+      done.set(k, refold);
       this.logger.info(
-        { machine, entityId, owner: row?.owner?.source },
+        { machine, entityId, owner: refold.row?.owner?.source, heldBack: refold.heldBack.length },
         'owner moved, row recomputed from its log',
       );
     }
     rows.forEach((r, i) => {
-      if (r.refold) {
-        const { machine, entityId } = batch[r.idx]!.event;
-        out[i]!.status = status.get(`${machine}\u0000${entityId}`) ?? null;
+      const { event } = batch[r.idx]!;
+      const refold = done.get(`${event.machine}\u0000${event.entityId}`);
+      if (!refold) return;
+      out[i]!.status = refold.row?.status ?? null;
+      if (out[i]!.outcome !== 'applied' && out[i]!.outcome !== 'stale') return;
+      const hash = contentHash(event);
+      const held = refold.heldBack.find(
+        (h) => h.event.source === event.source && contentHash(h.event) === hash,
+      );
+      if (held) {
+        out[i]!.outcome = 'rejected';
+        out[i]!.anomaly = false;
+        out[i]!.reason = held.reason;
       }
     });
   }

@@ -6,10 +6,12 @@ import {
   decodeFields,
   ownerOf,
   encodeFields,
+  FIELD_LIMIT_REASON,
   recomputeRow,
   sqlExactFields,
   PromosyncError,
   type Drift,
+  type FieldLimitReplay,
   type RowState,
   type StoredField,
 } from '../domain/index.ts';
@@ -50,6 +52,7 @@ export interface RebuildOptions {
 }
 
 interface LogRow {
+  id: string;
   entity_id: string;
   type: string;
   version: string | null;
@@ -57,6 +60,8 @@ interface LogRow {
   merchant_id: string | null;
   data: Record<string, FieldValue> | null;
   may_write_for: string[] | null;
+  /** Rejected for the entity's field limits: final, it counts for ownership only. */
+  held_back: boolean;
 }
 
 interface EntityRow {
@@ -76,8 +81,16 @@ interface EntityRow {
 const ENTITY_COLUMNS = `entity_id, status, last_event, key::text AS key, version::text AS version, merchant_id,
   owner_source, owner_key::text AS owner_key, anomalies, ${sqlExactFields('entity.fields')} AS fields`;
 
-// Duplicates are read too (see recomputeRow); conflicts never count.
-const LOG_COLUMNS = 'entity_id, type, version::text AS version, source, merchant_id, data, may_write_for';
+// Duplicates are read too (see recomputeRow); conflicts never count. A rejection for the
+// entity's field limits is final (docs/design.md#attribute-limits): such an event, and any
+// repeat of its eventId, counts for ownership, as every rejected event does, and is not
+// replayed. Every query reads the log as `l`.
+const heldBack = (log: string): string =>
+  `(${log}.outcome = 'rejected' AND starts_with(coalesce(${log}.reason, ''), '${FIELD_LIMIT_REASON}'))`;
+const LOG_COLUMNS = `l.id::text AS id, l.entity_id, l.type, l.version::text AS version, l.source, l.merchant_id, l.data, l.may_write_for,
+  ${heldBack('l')} OR (l.outcome = 'duplicate' AND l.event_id IS NOT NULL AND EXISTS (
+    SELECT 1 FROM event_log o WHERE o.machine = l.machine AND o.entity_id = l.entity_id
+      AND o.source = l.source AND o.event_id = l.event_id AND ${heldBack('o')})) AS held_back`;
 const LOG_FILTER = "outcome <> 'conflict'";
 
 const ownerOfRow = (r: EntityRow): Owner | null =>
@@ -123,11 +136,15 @@ function recompute(
   machine: string,
   row: EntityRow | undefined,
   log: LogRow[],
+  limits: Pick<FieldLimitReplay, 'entity' | 'onHeldBack'> = {},
 ): RowState | undefined {
   const events = log.map((e) => prepareLogged(registry, machine, e));
   const stored = row ? ownerOfRow(row) : null;
   const owner = ownerOf(events, stored?.key === 0n ? stored : null);
-  return recomputeRow(events, (from, to) => registry.isReachable(machine, from, to), owner);
+  return recomputeRow(events, (from, to) => registry.isReachable(machine, from, to), owner, {
+    ...limits,
+    heldBack: (i) => log[i]!.held_back,
+  });
 }
 
 /** Compares one entity's row with its log; undefined when they agree. */
@@ -181,7 +198,7 @@ async function readLocked(
     [machine, entityId],
   );
   const log = await client.query<LogRow>(
-    `SELECT ${LOG_COLUMNS} FROM event_log WHERE machine = $1 AND entity_id = $2 AND ${LOG_FILTER} ORDER BY id`,
+    `SELECT ${LOG_COLUMNS} FROM event_log l WHERE l.machine = $1 AND l.entity_id = $2 AND l.${LOG_FILTER} ORDER BY l.id`,
     [machine, entityId],
   );
   return { row: rows.rows[0], log: log.rows };
@@ -245,23 +262,44 @@ async function fixEntity(
   });
 }
 
+/** What {@link refoldEntity} did. */
+export interface Refold {
+  /** The row as written; undefined when no event creates it. */
+  row: RowState | undefined;
+  /** Events the recomputation rejected for the entity's field limits, with the reason. */
+  heldBack: Array<{ event: PreparedEvent; reason: string }>;
+}
+
 /**
  * Recomputes an entity's row from its log inside the caller's transaction, after the apply
  * statement moved its ownership to another source (docs/design.md#ownership): the former
- * owner's events no longer count, the new owner's rejected ones now do. The statement holds
- * the row's lock until the caller commits.
- * @returns the row as written.
+ * owner's events no longer count, the new owner's rejected ones now do. The events are held to
+ * the entity's field limits one by one, since no statement checked them together; those held
+ * back are logged as rejected for the limits, so that `rebuild` finds the same row. The
+ * statement holds the row's lock until the caller commits.
  */
 export async function refoldEntity(
   client: PoolClient,
   registry: MachineRegistry,
   machine: string,
   entityId: string,
-): Promise<RowState | undefined> {
+): Promise<Refold> {
   const { row, log } = await readLocked(client, machine, entityId);
-  const r = recompute(registry, machine, row, log);
+  const held: Array<{ index: number; reason: string }> = [];
+  const events = log.map((e) => prepareLogged(registry, machine, e));
+  const r = recompute(registry, machine, row, log, {
+    entity: registry.limits.entity,
+    onHeldBack: (index, reason) => held.push({ index, reason }),
+  });
+  if (held.length > 0) {
+    await client.query(
+      `UPDATE event_log SET outcome = 'rejected', reason = u.reason
+       FROM unnest($1::bigint[], $2::text[]) AS u(id, reason) WHERE event_log.id = u.id`,
+      [held.map((h) => log[h.index]!.id), held.map((h) => h.reason)],
+    );
+  }
   if (r && row) await writeRow(client, machine, entityId, r, true);
-  return r;
+  return { row: r, heldBack: held.map((h) => ({ event: events[h.index]!, reason: h.reason })) };
 }
 
 /**
@@ -291,8 +329,8 @@ export async function rebuildRows(
         );
         const ids = rows.rows.map((r) => r.entity_id);
         const log = await c.query<LogRow>(
-          `SELECT ${LOG_COLUMNS} FROM event_log
-           WHERE machine = $1 AND entity_id = ANY($2::text[]) AND ${LOG_FILTER} ORDER BY entity_id, id`,
+          `SELECT ${LOG_COLUMNS} FROM event_log l
+           WHERE l.machine = $1 AND l.entity_id = ANY($2::text[]) AND l.${LOG_FILTER} ORDER BY l.entity_id, l.id`,
           [machine, ids],
         );
         return { rows: rows.rows, log: groupLog(log.rows), events: log.rows.length };

@@ -619,7 +619,9 @@ describe('attribute limits set lower', () => {
   let h: Harness;
 
   beforeAll(async () => {
-    h = await startHarness({ env: { EVENT_MAX_FIELDS: '3', EVENT_MAX_FIELD_NAME_LENGTH: '8' } });
+    h = await startHarness({
+      env: { EVENT_MAX_FIELDS: '3', EVENT_MAX_FIELD_NAME_LENGTH: '8', ENTITY_MAX_FIELDS: '4' },
+    });
   });
   afterAll(async () => {
     await h?.close();
@@ -645,6 +647,25 @@ describe('attribute limits set lower', () => {
     ]);
     expect(await h.state()).toEqual(before);
     expect((await post({ abcdefgh: 1, b: 2, c: 3 }, 'low-ok')).status).toBe(202);
+  });
+
+  it("an event that would pass the entity's field limit is rejected with the reason, and changes nothing", async () => {
+    const send = async (eventId: string, data: Record<string, unknown>, type = 'create') => {
+      const res = await h.request('/v1/events?wait=true', {
+        method: 'POST',
+        json: { ...valid, entityId: 'low-entity', eventId, type, data },
+      });
+      expect(res.status).toBe(200);
+      return ((await res.json()) as { results: Array<{ outcome: string; reason?: string }> }).results[0]!;
+    };
+    expect((await send('le-1', { a: 1, b: 2, c: 3 })).outcome).toBe('applied');
+    expect(await send('le-2', { d: 4, e: 5 }, 'activate')).toMatchObject({
+      outcome: 'rejected',
+      reason: 'entity field limit: the entity would have 5 fields, at most 4 are allowed',
+    });
+    const res = await h.request('/v1/promotions/low-entity', { key: h.keys.admin });
+    expect(await res.json()).toMatchObject({ status: 'CREATED', attributes: { a: 1, b: 2, c: 3 } });
+    expect((await send('le-3', { a: 9, d: 4 }, 'activate')).outcome).toBe('applied');
   });
 
   it('a job put on the queue directly over the limits fails at once, without retries, naming the field', async () => {

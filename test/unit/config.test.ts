@@ -26,6 +26,8 @@ describe('configuration defaults', () => {
     WORKER_MAX_STALLED_COUNT: 'workerMaxStalledCount',
     EVENT_MAX_FIELDS: 'eventMaxFields',
     EVENT_MAX_FIELD_NAME_LENGTH: 'eventMaxFieldNameLength',
+    ENTITY_MAX_FIELDS: 'entityMaxFields',
+    ENTITY_MAX_FIELD_BYTES: 'entityMaxFieldBytes',
     QUEUE_PARTITIONS: 'queuePartitions',
   } as const;
 
@@ -39,6 +41,16 @@ describe('configuration defaults', () => {
     for (const [variable, key] of Object.entries(settings)) {
       expect(table.get(variable), variable).toBe(`\`${DEFAULTS[key]}\``);
     }
+  });
+});
+
+describe('attribute limits', () => {
+  it('one event must fit an entity: ENTITY_MAX_FIELDS below EVENT_MAX_FIELDS is refused', () => {
+    expect(() => loadConfig({ EVENT_MAX_FIELDS: '200', ENTITY_MAX_FIELDS: '150' })).toThrow(
+      /ENTITY_MAX_FIELDS: must be at least EVENT_MAX_FIELDS/,
+    );
+    expect(() => loadConfig({ ENTITY_MAX_FIELD_BYTES: '1000' })).toThrow(/ENTITY_MAX_FIELD_BYTES/);
+    expect(loadConfig({ ENTITY_MAX_FIELDS: '100' }).entityMaxFields).toBe(100);
   });
 });
 
