@@ -144,7 +144,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         connection,
         queueNames,
         registry,
-        applier: new Applier(db.pool, registry, logger),
+        applier: new Applier(db.pool, registry, logger, (reason) => metrics.applyRetries.inc({ reason })),
         logger,
         metrics,
         concurrency: config.workerConcurrency,

@@ -44,6 +44,7 @@ export class Metrics {
   readonly outcomes: Counter<'machine' | 'source' | 'outcome'>;
   readonly batchSize: Histogram;
   readonly applySeconds: Histogram;
+  readonly applyRetries: Counter<'reason'>;
   readonly queueDepth: Gauge<'queue' | 'state'>;
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   private readonly machines: ReadonlySet<string>;
@@ -78,6 +79,12 @@ export class Metrics {
       name: 'promosync_apply_seconds',
       help: 'Duration of one apply statement, retries included',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [this.registry],
+    });
+    this.applyRetries = new Counter({
+      name: 'promosync_apply_retries_total',
+      help: 'Apply statements aborted and run again, by reason (entity_created, event_id_claimed: a concurrent batch got there first; deadlock; serialization; other)',
+      labelNames: ['reason'],
       registers: [this.registry],
     });
     this.queueDepth = new Gauge({

@@ -117,7 +117,19 @@ function unnestSql<R>(
   return `unnest(${args})${ordinality ? ' WITH ORDINALITY' : ''} AS ${alias}(${names})`;
 }
 
+/**
+ * The messages the statement aborts with (serialization_failure, run again by the caller) when
+ * a concurrent batch created one of its new rows, or claimed one of its eventIds, after its
+ * snapshot was taken.
+ */
+export const CONCURRENT = {
+  create: 'an entity of this batch was created concurrently',
+  claim: 'an eventId of this batch was claimed concurrently',
+} as const;
+
 const PLACEHOLDERS: Record<string, (...args: string[]) => string> = {
+  concurrent_create: () => `'${CONCURRENT.create}'`,
+  concurrent_claim: () => `'${CONCURRENT.claim}'`,
   events: () => unnestSql(EVENT_COLUMNS, FIRST_EVENT, true, 'u'),
   entities: () => unnestSql(ENTITY_COLUMNS, FIRST_ENTITY, true, 'u'),
   claims: () => unnestSql(CLAIM_COLUMNS, FIRST_CLAIM, false, 'k'),

@@ -52,7 +52,8 @@
 --     the highest-keyed event that carries it (last-writer-wins by key).
 --  6. `updated`/`inserted` write only rows that change; `logged` writes every event to the log.
 --  7. If another batch created one of our new rows meanwhile, `promosync_require` aborts
---     the statement with serialization_failure and the caller runs it again.
+--     the statement with serialization_failure and the caller runs it again (counted in
+--     promosync_apply_retries_total by the messages of CONCURRENT in apply-sql.ts).
 WITH
 machines AS (SELECT {{machines}} AS j),
 events AS (
@@ -367,9 +368,9 @@ logged AS (
 guard AS (
   SELECT promosync_require(
     (SELECT count(*) FROM inserted) = (SELECT count(*) FROM row_changes WHERE NOT row_exists AND type IS NOT NULL),
-    'an entity of this batch was created concurrently') AS ok,
+    {{concurrent_create}}) AS ok,
     promosync_require((SELECT bool_and(known) FROM id_refs) IS NOT FALSE,
-    'an eventId of this batch was claimed concurrently') AS ids_ok
+    {{concurrent_claim}}) AS ids_ok
 )
 SELECT e.idx, e.outcome, e.anomaly, coalesce(t.target, e.row_status) AS status, e.reason,
        CASE WHEN e.source = {{admin_source}} THEN e.owner_src END AS acted_for, s.refold

@@ -1,7 +1,7 @@
 import type { Pool, PoolClient } from 'pg';
 import type { Logger } from 'pino';
 import { contentHash, type MachineRegistry, type Outcome } from '../domain/index.ts';
-import { APPLY_SQL, applyParams, machinesParam, type BatchEvent } from './apply-sql.ts';
+import { APPLY_SQL, applyParams, CONCURRENT, machinesParam, type BatchEvent } from './apply-sql.ts';
 import { isRetryable, isTransient } from './pg-errors.ts';
 import { refoldEntity, type Refold } from './rebuild.ts';
 import { CHANGES_CHANNEL } from './changes.ts';
@@ -39,6 +39,19 @@ interface ApplyRow {
 }
 
 const MAX_ATTEMPTS = 8;
+
+/** Why an apply statement was aborted and run again. */
+export type RetryReason = 'entity_created' | 'event_id_claimed' | 'deadlock' | 'serialization' | 'other';
+
+/** The {@link RetryReason} of a retryable error. */
+export function retryReason(err: unknown): RetryReason {
+  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
+  if (message === CONCURRENT.create) return 'entity_created';
+  if (message === CONCURRENT.claim) return 'event_id_claimed';
+  if (code === '40P01') return 'deadlock';
+  if (code === '40001') return 'serialization';
+  return 'other';
+}
 
 /**
  * COMMIT, preceded by one NOTIFY naming the machines whose rows the batch may have changed
@@ -81,6 +94,8 @@ export class Applier {
     private readonly pool: Pool,
     private readonly registry: MachineRegistry,
     private readonly logger: Logger,
+    /** Told of each statement aborted and run again (promosync_apply_retries_total). */
+    private readonly onRetry: (reason: RetryReason) => void = () => {},
   ) {
     this.param = machinesParam(registry);
   }
@@ -167,6 +182,7 @@ export class Applier {
             });
           }
           if (!isRetryable(err) || attempt >= MAX_ATTEMPTS || broken) throw err;
+          this.onRetry(retryReason(err));
           const delay = Math.min(200, 2 ** attempt) * (0.5 + Math.random());
           this.logger.debug({ err, attempt, delay }, 'apply conflicted, retrying');
           await new Promise((r) => setTimeout(r, delay));

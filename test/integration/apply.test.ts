@@ -631,7 +631,9 @@ describe('the apply statement against Postgres', () => {
 
     it('concurrent batches creating the same new entities are retried, not failed', async () => {
       const poolB = new pg.Pool({ connectionString: db.url, max: 4 });
-      const applierB = new Applier(poolB, registry, logger);
+      const retries: string[] = [];
+      const applierB = new Applier(poolB, registry, logger, (reason) => retries.push(reason));
+      const applierA = new Applier(pool, registry, logger, (reason) => retries.push(reason));
       try {
         for (let round = 0; round < 20; round++) {
           const ids = Array.from({ length: 10 }, (_, i) => `race-${round}-${i}`);
@@ -642,12 +644,15 @@ describe('the apply statement against Postgres', () => {
           // Opposite entity orders, so without sorted locking they would deadlock.
           const a = side(['create', 'activate']);
           const b = side(['delete']).reverse();
-          const [ra, rb] = await Promise.all([applier.apply(batchOf(a)), applierB.apply(batchOf(b))]);
+          const [ra, rb] = await Promise.all([applierA.apply(batchOf(a)), applierB.apply(batchOf(b))]);
           expect(rb.every((r) => r.outcome === 'applied')).toBe(true);
           expect(ra.every((r) => r.outcome !== 'rejected')).toBe(true);
           const stored = await readRows('promotion', ids);
           expect([...stored.values()].map((r) => r.status)).toEqual(ids.map(() => 'DELETED'));
         }
+        // The collisions happened, and each was counted by its reason (promosync_apply_retries_total).
+        expect(retries.length).toBeGreaterThan(0);
+        expect(new Set(retries)).toEqual(new Set(['entity_created']));
       } finally {
         await poolB.end();
       }
