@@ -50,6 +50,7 @@ const app = createApp({
 
 const outer = express();
 outer.disable('x-powered-by');
+outer.set('etag', false);
 outer.set('query parser', 'simple');
 outer.post(
   '/reference/:id/reservations',
