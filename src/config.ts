@@ -145,7 +145,7 @@ export interface Config {
   watchMaxBufferedBytes: number;
   /** Watch streams: how long a client may leave those unread before it is told to resync and disconnected. */
   watchStallTimeoutMs: number;
-  /** Reservation requests for one promotion admitted by one statement at most. */
+  /** Reservation requests one admission statement takes at most (of one promotion or several). */
   capacityMaxBatch: number;
   /** Pause between sweeps of expired holds, in milliseconds. */
   capacitySweepMs: number;
