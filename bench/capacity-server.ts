@@ -13,7 +13,7 @@ import { loadConfig } from '../src/config.ts';
 import { MachineRegistry } from '../src/domain/index.ts';
 import { CapacityMetrics, Metrics } from '../src/observability/index.ts';
 import { createRedis, EventQueue } from '../src/queue/index.ts';
-import { openDatabase, verifyKey } from '../src/store/index.ts';
+import { KeyCache, openDatabase } from '../src/store/index.ts';
 
 const config = loadConfig();
 const logger = pino({ level: 'warn' });
@@ -28,7 +28,15 @@ const capacity = new CapacityService({
   maxBatch: config.capacityMaxBatch,
 });
 capacity.start();
-const verify = (key: string) => verifyKey(db.prisma, key);
+// The product's key check: verified keys cached, revocations notified (src/store/key-cache.ts).
+const keys = new KeyCache({
+  prisma: db.prisma,
+  databaseUrl: config.databaseUrl,
+  logger,
+  ttlMs: config.keyCacheTtlMs,
+});
+await keys.start();
+const verify = (key: string) => keys.verify(key);
 const app = createApp({
   registry: MachineRegistry.from(machines),
   queue,
@@ -42,6 +50,7 @@ const app = createApp({
 
 const outer = express();
 outer.disable('x-powered-by');
+outer.set('etag', false);
 outer.set('query parser', 'simple');
 outer.post(
   '/reference/:id/reservations',
@@ -66,6 +75,7 @@ process.on('SIGTERM', () => {
   void (async () => {
     await server.close();
     await capacity.close();
+    await keys.close();
     await queue.close();
     redis.disconnect();
     await db.close();

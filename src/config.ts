@@ -48,6 +48,8 @@ export const DEFAULTS = Object.freeze({
   entityMaxFieldBytes: 262_144,
   /** `QUEUE_PARTITIONS`: queues the events are spread over by entity (1: the one queue `QUEUE_NAME`). */
   queuePartitions: 1,
+  /** `KEY_CACHE_TTL_MS`: longest an API process trusts a verified key without reading it again (0: no cache). */
+  keyCacheTtlMs: 10_000,
 });
 
 const schema = z.object({
@@ -87,6 +89,7 @@ const schema = z.object({
   WATCH_STALL_TIMEOUT_MS: int(30_000, 100, 3_600_000),
   CAPACITY_MAX_BATCH: int(500, 1, 10_000),
   CAPACITY_SWEEP_MS: int(250, 10, 60_000),
+  KEY_CACHE_TTL_MS: int(DEFAULTS.keyCacheTtlMs, 0, 3_600_000),
   QUEUE_PARTITIONS: int(DEFAULTS.queuePartitions, 1, 1024),
   WORKER_PARTITIONS: z
     .string()
@@ -152,10 +155,12 @@ export interface Config {
   watchMaxBufferedBytes: number;
   /** Watch streams: how long a client may leave those unread before it is told to resync and disconnected. */
   watchStallTimeoutMs: number;
-  /** Reservation requests for one promotion admitted by one statement at most. */
+  /** Reservation requests one admission statement takes at most (of one promotion or several). */
   capacityMaxBatch: number;
   /** Pause between sweeps of expired holds, in milliseconds. */
   capacitySweepMs: number;
+  /** API: how long a verified key is trusted without reading it again (revocations are notified at once); 0 turns the cache off. */
+  keyCacheTtlMs: number;
   /** Queues the events are spread over by a hash of their entity (docs/operations.md, partitions). */
   queuePartitions: number;
   /** The partitions this process's worker consumes: all unless WORKER_PARTITIONS names some. */
@@ -241,6 +246,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     watchStallTimeoutMs: e.WATCH_STALL_TIMEOUT_MS,
     capacityMaxBatch: e.CAPACITY_MAX_BATCH,
     capacitySweepMs: e.CAPACITY_SWEEP_MS,
+    keyCacheTtlMs: e.KEY_CACHE_TTL_MS,
     queuePartitions: e.QUEUE_PARTITIONS,
     workerPartitions: Object.freeze(workerPartitions),
     redisClusterNodes: redisClusterNodes && Object.freeze(redisClusterNodes),

@@ -7,8 +7,8 @@ import {
   Applier,
   assertWritable,
   openDatabase,
+  KeyCache,
   syncMachineDefs,
-  verifyKey,
   type Database,
 } from './store/index.ts';
 import {
@@ -84,6 +84,8 @@ export interface Service {
   logger: Logger;
   /** The watch streams of an API process. */
   changes: ChangeHub | undefined;
+  /** The verified API keys an API process caches. */
+  keys: KeyCache | undefined;
   close(): Promise<void>;
 }
 
@@ -127,6 +129,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
     let port: number | undefined;
     let metricsPort: number | undefined;
     let hub: ChangeHub | undefined;
+    let keyCache: KeyCache | undefined;
 
     // A worker reports unready when its role cannot write what it applies.
     const writable: Record<string, () => Promise<void>> = opts.worker
@@ -207,6 +210,15 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       });
       capacity.start();
       closers.push(() => capacity.close());
+      const keys = new KeyCache({
+        prisma: db.prisma,
+        databaseUrl: config.databaseUrl,
+        logger,
+        ttlMs: config.keyCacheTtlMs,
+      });
+      await keys.start();
+      closers.push(() => keys.close());
+      keyCache = keys;
       const { ApiServer, ChangeHub, createApp } = await import('./api/index.ts');
       const changes = new ChangeHub({
         prisma: db.prisma,
@@ -227,7 +239,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         registry,
         queue,
         prisma: db.prisma,
-        verify: (key) => verifyKey(db.prisma, key),
+        verify: (key) => keys.verify(key),
         logger,
         metrics,
         rateLimit: {
@@ -256,7 +268,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       });
       logger.info({ port, host: config.host }, 'API listening');
     }
-    return { port, metricsPort, db, registry, metrics, logger, changes: hub, close };
+    return { port, metricsPort, db, registry, metrics, logger, changes: hub, keys: keyCache, close };
   } catch (err) {
     await close();
     throw err;

@@ -1,11 +1,13 @@
 import type { Pool } from 'pg';
 import type { AdmitResult, ReserveRequest } from '../domain/index.ts';
-import { admitReservations, isRetryable } from '../store/index.ts';
+import { admitReservationsMany, isRetryable, type AdmitBatch } from '../store/index.ts';
 
 /** Options of an {@link Admitter}. */
 export interface AdmitterOptions {
   /** Requests admitted by one statement at most. @defaultValue 500 */
   maxBatch?: number;
+  /** Admission statements in flight at once. @defaultValue the pool's size */
+  maxStatements?: number;
   /** Called after every statement with its size, its duration and the holds it expired. */
   onBatch?: (requests: number, seconds: number, expired: number) => void;
 }
@@ -16,16 +18,28 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
+interface Group {
+  promotionId: string;
+  batch: Pending[];
+}
+
 /**
- * Group commit of reservations (docs/design.md#capacity): requests for one promotion that
- * arrive while its previous statement runs are folded into the next one, so a hot promotion
- * takes its row lock once per batch instead of once per request, and batches grow with load.
- * A request alone is sent at once. Different promotions run side by side.
+ * Group commit of reservations (docs/capacity.md#group-commit-on-the-hot-row): requests that
+ * arrive while earlier statements run wait and go out together, so a hot promotion takes its row
+ * lock once per batch instead of once per request, and batches grow with load. At most
+ * `maxStatements` statements run at once; each takes what is pending for every promotion that
+ * has no statement running (one promotion is in one statement at a time, its requests in order
+ * of arrival), so many quiet promotions share one statement and one commit too. A request that
+ * finds a statement slot free is sent at once.
  */
 export class Admitter {
-  private readonly lanes = new Map<string, Pending[]>();
+  /** Requests not yet sent, by promotion, in order of arrival. */
+  private readonly pending = new Map<string, Pending[]>();
+  /** Promotions with a statement running. */
+  private readonly busy = new Set<string>();
   private readonly running = new Set<Promise<void>>();
   private readonly maxBatch: number;
+  private readonly maxStatements: number;
   private closed = false;
 
   constructor(
@@ -33,49 +47,77 @@ export class Admitter {
     private readonly opts: AdmitterOptions = {},
   ) {
     this.maxBatch = opts.maxBatch ?? 500;
+    const poolSize = (pool as { options?: { max?: number } }).options?.max;
+    this.maxStatements = Math.max(1, opts.maxStatements ?? poolSize ?? 10);
   }
 
   /** Resolves once the request's answer is committed (or known not to need a write). */
   reserve(promotionId: string, request: ReserveRequest): Promise<AdmitResult> {
     if (this.closed) return Promise.reject(new Error('admitter is closed'));
     return new Promise<AdmitResult>((resolve, reject) => {
-      const lane = this.lanes.get(promotionId);
-      if (lane) {
-        lane.push({ request, resolve, reject });
-        return;
-      }
-      this.lanes.set(promotionId, [{ request, resolve, reject }]);
-      const run = this.drain(promotionId).finally(() => this.running.delete(run));
-      this.running.add(run);
+      const lane = this.pending.get(promotionId);
+      if (lane) lane.push({ request, resolve, reject });
+      else this.pending.set(promotionId, [{ request, resolve, reject }]);
+      this.pump();
     });
   }
 
-  /** Runs the lane's statements one after another until nothing is pending for it. */
-  private async drain(promotionId: string): Promise<void> {
-    const lane = this.lanes.get(promotionId)!;
-    while (lane.length > 0) {
-      const batch = lane.splice(0, this.maxBatch);
-      const t0 = performance.now();
-      try {
-        const { results, expired } = await this.admit(
-          promotionId,
-          batch.map((p) => p.request),
-        );
-        this.opts.onBatch?.(batch.length, (performance.now() - t0) / 1000, expired);
-        batch.forEach((p, i) => p.resolve(results[i]!));
-      } catch (err) {
-        // The statement's outcome is unknown to the callers: they retry with the same order ids,
-        // which is safe because a committed order answers as a replay.
-        for (const p of batch) p.reject(err);
-      }
+  /** Starts statements while slots are free and something is pending for an idle promotion. */
+  private pump(): void {
+    while (this.running.size < this.maxStatements) {
+      const groups = this.take();
+      if (groups.length === 0) return;
+      const run = this.run(groups).finally(() => {
+        this.running.delete(run);
+        for (const g of groups) this.busy.delete(g.promotionId);
+        this.pump();
+      });
+      this.running.add(run);
     }
-    this.lanes.delete(promotionId);
   }
 
-  private async admit(promotionId: string, requests: ReserveRequest[]) {
+  /** Up to `maxBatch` pending requests of idle promotions, grouped by promotion, sorted by id. */
+  private take(): Group[] {
+    const groups: Group[] = [];
+    let n = 0;
+    for (const [promotionId, lane] of this.pending) {
+      if (n >= this.maxBatch) break;
+      if (this.busy.has(promotionId)) continue;
+      const batch = lane.splice(0, this.maxBatch - n);
+      if (lane.length === 0) this.pending.delete(promotionId);
+      this.busy.add(promotionId);
+      groups.push({ promotionId, batch });
+      n += batch.length;
+    }
+    // One order of capacity row locks for every statement: two cannot wait for each other.
+    return groups.sort((a, b) =>
+      a.promotionId < b.promotionId ? -1 : a.promotionId > b.promotionId ? 1 : 0,
+    );
+  }
+
+  private async run(groups: Group[]): Promise<void> {
+    const t0 = performance.now();
+    try {
+      const batches = await this.admit(groups);
+      const requests = groups.reduce((s, g) => s + g.batch.length, 0);
+      const expired = batches.reduce((s, b) => s + b.expired, 0);
+      this.opts.onBatch?.(requests, (performance.now() - t0) / 1000, expired);
+      groups.forEach((g, i) => g.batch.forEach((p, j) => p.resolve(batches[i]!.results[j]!)));
+    } catch (err) {
+      // The statement's outcome is unknown to the callers: they retry with the same order ids,
+      // which is safe because a committed order answers as a replay.
+      for (const g of groups) for (const p of g.batch) p.reject(err);
+    }
+  }
+
+  private async admit(groups: Group[]): Promise<AdmitBatch[]> {
+    const input = groups.map((g) => ({
+      promotionId: g.promotionId,
+      requests: g.batch.map((p) => p.request),
+    }));
     for (let attempt = 1; ; attempt++) {
       try {
-        return await admitReservations(this.pool, promotionId, requests);
+        return await admitReservationsMany(this.pool, input);
       } catch (err) {
         // Deadlocks and serialization failures rolled everything back: run it again.
         if (attempt >= 5 || !isRetryable(err)) throw err;

@@ -117,7 +117,7 @@ export function registerKeys(program: Command): void {
     });
   cmd
     .command('revoke')
-    .description('revoke a key by id; effective for the next request')
+    .description('revoke a key by id; every API process is notified and refuses it from then on')
     .argument('<id>', 'the key id shown by keys list')
     .action(async (id: string) => {
       const ok = await withDb((db) => revokeKey(db.prisma, id));

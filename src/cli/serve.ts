@@ -59,7 +59,14 @@ export async function launch(opts: LaunchOptions): Promise<Launched> {
       ...(opts.defaultRedisUrl ? { defaultRedisUrl: opts.defaultRedisUrl } : {}),
       ...(opts.redisCommand ? { redisCommand: opts.redisCommand } : {}),
     });
-    config = Object.freeze({ ...config, databaseUrl: backends.databaseUrl, redisUrl: backends.redisUrl });
+    config = Object.freeze({
+      ...config,
+      databaseUrl: backends.databaseUrl,
+      redisUrl: backends.redisUrl,
+      // The embedded database is one backend behind a socket: a NOTIFY sent on one connection
+      // is not delivered to the others, so a cached key would outlive its revocation.
+      ...(backends.embeddedPostgres ? { keyCacheTtlMs: 0 } : {}),
+    });
   } else if (!config.databaseUrl) {
     throw new Error(
       `DATABASE_URL is not set: \`promosync ${mode}\` runs against a shared Postgres (use \`promosync start\` for the embedded one)`,

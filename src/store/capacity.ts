@@ -90,6 +90,63 @@ export async function admitReservations(
       requests.map((r) => r.holdSeconds),
     ],
   );
+  return toAdmitBatch(promotionId, rows);
+}
+
+/** The requests of one promotion in a statement that admits several. */
+export interface PromotionRequests {
+  promotionId: string;
+  requests: ReserveRequest[];
+}
+
+/**
+ * Admits reservation requests for several promotions with one statement and one commit: one
+ * `promosync_capacity_admit` call per promotion, in the order given, all in one transaction.
+ * Callers pass the promotions sorted by id, so that two such statements lock capacity rows in
+ * the same order. Returns one {@link AdmitBatch} per promotion, in the order given.
+ */
+export async function admitReservationsMany(pool: Pool, groups: PromotionRequests[]): Promise<AdmitBatch[]> {
+  if (groups.length === 1)
+    return [await admitReservations(pool, groups[0]!.promotionId, groups[0]!.requests)];
+  const all = groups.flatMap((g) => g.requests);
+  const lo: number[] = [];
+  const hi: number[] = [];
+  let next = 1;
+  for (const g of groups) {
+    lo.push(next);
+    next += g.requests.length;
+    hi.push(next - 1);
+  }
+  const { rows } = await pool.query<AdmitRow & { p_n: string }>(
+    `SELECT p.n AS p_n, r.*
+       FROM unnest($1::text[], $2::int[], $3::int[]) WITH ORDINALITY AS p(id, lo, hi, n)
+       CROSS JOIN LATERAL promosync_capacity_admit(
+         p.id, ($4::text[])[p.lo:p.hi], ($5::text[])[p.lo:p.hi], ($6::bigint[])[p.lo:p.hi],
+         ($7::int[])[p.lo:p.hi]) WITH ORDINALITY AS r
+      ORDER BY p.n, r.ordinality`,
+    [
+      groups.map((g) => g.promotionId),
+      lo,
+      hi,
+      all.map((r) => r.orderId),
+      all.map((r) => r.customerId),
+      all.map((r) => r.units),
+      all.map((r) => r.holdSeconds),
+    ],
+  );
+  const byGroup: AdmitRow[][] = groups.map(() => []);
+  for (const row of rows) byGroup[Number(row.p_n) - 1]!.push(row);
+  return groups.map((g, i) => {
+    const batch = toAdmitBatch(g.promotionId, byGroup[i]!);
+    if (batch.results.length !== g.requests.length)
+      throw new Error(
+        `admission of promotion ${g.promotionId} answered ${batch.results.length} of ${g.requests.length} requests`,
+      );
+    return batch;
+  });
+}
+
+function toAdmitBatch(promotionId: string, rows: AdmitRow[]): AdmitBatch {
   const results = rows.map((row): AdmitResult => {
     switch (row.o_outcome) {
       case 'granted':

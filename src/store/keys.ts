@@ -33,10 +33,51 @@ export interface KeyRecord extends Principal {
   revokedAt: Date | null;
 }
 
-const hash = (secret: string): Buffer => createHash('sha256').update(secret).digest();
+/** The secret's SHA-256, as stored; what every check compares in constant time. */
+export const secretDigest = (secret: string): Buffer => createHash('sha256').update(secret).digest();
+const hash = secretDigest;
+
+/**
+ * The NOTIFY channel on which every change of an `api_key` row is announced with the key's id
+ * (a trigger of migration `20261202001000_key_notify`): API processes drop that key from their
+ * cache of verified keys.
+ */
+export const KEYS_CHANNEL = 'promosync_keys';
 
 /** Key format: `psk_<id>_<secret>`; the id is public (listing, revoking), the secret is not stored. */
 const KEY_PATTERN = /^psk_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
+
+/** The id and secret of a well-formed presented key, else null. */
+export function parseKey(presented: string): { id: string; secret: string } | null {
+  const m = KEY_PATTERN.exec(presented);
+  return m ? { id: m[1]!, secret: m[2]! } : null;
+}
+
+/** What a key check needs of a stored key: its digest, and its principal unless it is revoked. */
+export interface StoredKey {
+  digest: Buffer;
+  /** null for a revoked key. */
+  principal: Principal | null;
+}
+
+/** The stored key with this id, or null when there is none. */
+export async function loadKey(prisma: PrismaClient, id: string): Promise<StoredKey | null> {
+  const row = await prisma.apiKey.findUnique({ where: { id } });
+  if (!row) return null;
+  return { digest: Buffer.from(row.secretHash), principal: row.revokedAt === null ? toRecord(row) : null };
+}
+
+const revokedHere = new Set<(id: string) => void>();
+
+/**
+ * Calls `fn` with the id of every key revoked through {@link revokeKey} in this process, right
+ * after the revocation committed; returns the unsubscribe function. Other processes learn of it
+ * through {@link KEYS_CHANNEL}.
+ */
+export function onKeyRevoked(fn: (id: string) => void): () => void {
+  revokedHere.add(fn);
+  return () => revokedHere.delete(fn);
+}
 
 /**
  * Creates a key and returns it in full: the only time the secret exists outside the caller.
@@ -110,12 +151,17 @@ export async function listKeys(prisma: PrismaClient): Promise<KeyRecord[]> {
   return rows.map(toRecord);
 }
 
-/** Revokes a key by id; effective for the next request. Returns false if there is no such key. */
+/**
+ * Revokes a key by id. Returns false if there is no such key. Effective for the next request
+ * in this process; API processes elsewhere drop the key from their caches when the change's
+ * notification reaches them (docs/api.md#revoking-a-key).
+ */
 export async function revokeKey(prisma: PrismaClient, id: string): Promise<boolean> {
   const res = await prisma.apiKey.updateMany({
     where: { id, revokedAt: null },
     data: { revokedAt: new Date() },
   });
-  if (res.count > 0) return true;
-  return (await prisma.apiKey.count({ where: { id } })) > 0;
+  const found = res.count > 0 || (await prisma.apiKey.count({ where: { id } })) > 0;
+  if (found) for (const fn of revokedHere) fn(id);
+  return found;
 }

@@ -267,6 +267,28 @@ describe('auth hardening', () => {
       expect(results).toEqual([true, false, false, false]);
     });
 
+    it('so does every check answered by the API process’s key cache, hit or miss', async () => {
+      const cache = h.service.keys!;
+      const [, id, secret] = /^psk_([a-z0-9]{12})_(.+)$/.exec(h.keys.producer)!;
+      const flipped = secret!.slice(0, -1) + (secret!.endsWith('A') ? 'B' : 'A');
+      const cases = [
+        h.keys.producer,
+        h.keys.producer,
+        `psk_${id}_${flipped}`,
+        `psk_000000000000_${secret}`,
+        `psk_${keyId(h.keys.admin)}_${secret}`,
+      ];
+      const results = [];
+      for (const k of cases) {
+        compare.mockClear();
+        results.push((await cache.verify(k)) !== null);
+        expect(compare).toHaveBeenCalledTimes(1);
+        const [a, b] = compare.mock.calls[0]!;
+        expect([(a as Buffer).length, (b as Buffer).length]).toEqual([32, 32]);
+      }
+      expect(results).toEqual([true, true, false, false, false]);
+    });
+
     it('near-miss keys (padded, truncated, case-changed) are refused', async () => {
       for (const k of [
         '',

@@ -2,7 +2,8 @@ import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../helpers/harness.ts';
 import { createKey } from '../../src/store/keys.ts';
-import { checkCapacityInvariants } from '../../src/store/capacity.ts';
+import { checkCapacityInvariants, setLimits } from '../../src/store/capacity.ts';
+import { Admitter } from '../../src/capacity/admitter.ts';
 import { expectCapacityInvariants, pushPromotion } from '../helpers/capacity.ts';
 
 /** POSTs a reservation with a keep-alive agent; resolves with the status code. */
@@ -100,4 +101,90 @@ describe('capacity under concurrent checkout', () => {
       expect(rows[0]).toEqual({ n: 1000, units: 1000 });
     },
   );
+  it(
+    '4,000 concurrent reservations over 20 promotions (and one not active) grant exactly each cap',
+    { timeout: 300_000 },
+    async () => {
+      // Requests for many promotions share admission statements: each promotion's cap must
+      // still hold on its own, and a refusal in one promotion must not touch the others.
+      const ids = Array.from({ length: 20 }, (_, i) => `many-${String(i).padStart(2, '0')}`);
+      for (const id of ids) await pushPromotion(h.request, id, ['activate']);
+      await pushPromotion(h.request, 'many-idle', ['create']);
+      for (const id of [...ids, 'many-idle']) await setLimits(h.service.db.pool, id, { total: 50 });
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 200 });
+      const url = new URL(h.url);
+      const targets = [...ids, 'many-idle'];
+      const sent = Array.from({ length: 4000 }, (_, i) => targets[i % targets.length]!);
+      const statuses = await Promise.all(
+        sent.map((id, i) =>
+          post(agent, url, key, `/v1/promotions/${id}/reservations`, { orderId: `m-${i}` }),
+        ),
+      );
+      agent.destroy();
+      for (const id of targets) {
+        const mine = statuses.filter((_, i) => sent[i] === id);
+        expect(mine.filter((x) => x === 201).length, id).toBe(id === 'many-idle' ? 0 : 50);
+        expect(mine.filter((x) => x === 409).length, id).toBe(mine.length - (id === 'many-idle' ? 0 : 50));
+      }
+      const { rows } = await h.service.db.pool.query<{ promotion_id: string; n: number; used: number }>(
+        `SELECT c.promotion_id, c.used::int AS used,
+                (SELECT count(*)::int FROM reservation r WHERE r.promotion_id = c.promotion_id) AS n
+           FROM capacity c WHERE c.promotion_id LIKE 'many-%' ORDER BY 1`,
+      );
+      expect(rows).toEqual(
+        targets
+          .slice()
+          .sort()
+          .map((id) => ({
+            promotion_id: id,
+            used: id === 'many-idle' ? 0 : 50,
+            n: id === 'many-idle' ? 0 : 50,
+          })),
+      );
+    },
+  );
+
+  it('one statement admits the requests of several promotions, each answered as if alone', async () => {
+    for (const id of ['st-a', 'st-b', 'st-c']) {
+      await pushPromotion(h.request, id, ['activate']);
+      await setLimits(h.service.db.pool, id, { total: 2 });
+    }
+    const sizes: number[] = [];
+    const admitter = new Admitter(h.service.db.pool, {
+      maxStatements: 1,
+      onBatch: (n) => sizes.push(n),
+    });
+    const req = (orderId: string, units = 1) => ({ orderId, customerId: null, units, holdSeconds: 60 });
+    try {
+      // The first request goes alone; the rest wait for the one statement slot and go together.
+      const answers = await Promise.all([
+        admitter.reserve('st-a', req('a-1')),
+        admitter.reserve('st-c', req('c-1', 2)),
+        admitter.reserve('st-b', req('b-1')),
+        admitter.reserve('st-c', req('c-2')),
+        admitter.reserve('st-b', req('b-1')),
+        admitter.reserve('st-b', req('b-1', 2)),
+      ]);
+      expect(sizes).toEqual([1, 5]);
+      expect(answers.map((a) => a.kind)).toEqual([
+        'granted',
+        'granted',
+        'granted',
+        'exhausted',
+        'replay',
+        'conflict',
+      ]);
+      expect(answers.map((a) => ('reservation' in a ? a.reservation.remaining.total : null))).toEqual([
+        1,
+        0,
+        1,
+        null,
+        1,
+        1,
+      ]);
+      expect(answers[3]).toEqual({ kind: 'exhausted', limit: 'total' });
+    } finally {
+      await admitter.close();
+    }
+  });
 });
