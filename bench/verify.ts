@@ -42,6 +42,27 @@ export function expectedStates(
   return out;
 }
 
+/** The columns of an entity row the convergence check reads. */
+export interface ComparedRow {
+  entity_id: string;
+  status: string;
+  last_event: string;
+  version: string | null;
+  merchant_id: string | null;
+  fields: Record<string, { v: FieldValue }>;
+}
+
+/** The compared parts of a stored row. */
+export function comparableRow(r: ComparedRow): Comparable {
+  return {
+    status: r.status,
+    lastEvent: r.last_event,
+    version: r.version === null ? null : Number(r.version),
+    merchantId: r.merchant_id,
+    attributes: Object.fromEntries(Object.entries(r.fields).map(([k, f]) => [k, f.v])),
+  };
+}
+
 function sameState(a: Comparable, b: Comparable): boolean {
   if (a.status !== b.status || a.lastEvent !== b.lastEvent) return false;
   if (a.version !== b.version || a.merchantId !== b.merchantId) return false;
@@ -80,14 +101,7 @@ export async function verifyConvergence(
   let unexpected = 0;
   const examples: string[] = [];
   for (;;) {
-    const { rows } = await pool.query<{
-      entity_id: string;
-      status: string;
-      last_event: string;
-      version: string | null;
-      merchant_id: string | null;
-      fields: Record<string, { v: FieldValue }>;
-    }>(
+    const { rows } = await pool.query<ComparedRow>(
       `SELECT entity_id, status, last_event, version, merchant_id, fields FROM entity
        WHERE machine = $1 AND entity_id > $2 ORDER BY entity_id LIMIT 20000`,
       [machine, last],
@@ -100,13 +114,7 @@ export async function verifyConvergence(
         continue;
       }
       seen += 1;
-      const actual: Comparable = {
-        status: r.status,
-        lastEvent: r.last_event,
-        version: r.version === null ? null : Number(r.version),
-        merchantId: r.merchant_id,
-        attributes: Object.fromEntries(Object.entries(r.fields).map(([k, f]) => [k, f.v])),
-      };
+      const actual = comparableRow(r);
       if (!sameState(actual, expected)) {
         wrong += 1;
         if (examples.length < 5)

@@ -108,6 +108,24 @@ export function renamed(h: GeneratedHistory, entityId: string): GeneratedHistory
   return { entityId, events: h.events.map((e, i) => ({ ...e, entityId, eventId: `${entityId}-e${i}` })) };
 }
 
+/**
+ * Arrays of histories of one machine, each array with its delivery: the histories renamed
+ * `${prefix}${n}-${i}`, where n counts the arrays generated so far (so that the runs of a
+ * property never share an entity).
+ */
+export function deliveredHistoriesArb(
+  info: MachineInfo,
+  size: { minLength: number; maxLength: number },
+  prefix: string,
+): fc.Arbitrary<{ histories: GeneratedHistory[]; delivered: EventInput[][]; sent: EventInput[] }> {
+  let run = 0;
+  return fc.array(historyArb(info), size).chain((hs) => {
+    run += 1;
+    const histories = hs.map((x, i) => renamed(x, `${prefix}${run}-${i}`));
+    return deliveryArb(histories).map((d) => ({ histories, ...d }));
+  });
+}
+
 /** The sources two producers write under in the ownership properties. */
 export const OWNER_SOURCES = ['src-a', 'src-b'] as const;
 

@@ -8,6 +8,7 @@ import { createRedis } from '../../src/queue/redis.ts';
 import { applyInOrder, comparable } from './expected.ts';
 import { historyArb, renamed, type GeneratedHistory } from './histories.ts';
 import { prng } from '../../bench/workload.ts';
+import { comparableRow, type ComparedRow } from '../../bench/verify.ts';
 
 // The benchmark's seeded PRNG (mulberry32): a failing load can be replayed from its seed.
 export { prng };
@@ -263,14 +264,8 @@ export interface Convergence {
   outcomes: Record<string, number>;
 }
 
-interface Row {
+interface Row extends ComparedRow {
   machine: string;
-  entity_id: string;
-  status: string;
-  last_event: string;
-  version: string | null;
-  merchant_id: string | null;
-  fields: Record<string, { v: unknown }>;
 }
 
 /**
@@ -296,13 +291,7 @@ export async function checkConvergence(
     if (delivered.length > 0) entities += 1;
     const expected = comparable(applyInOrder(registry, delivered, source));
     const row = byId.get(`${h.events[0]!.machine}/${h.entityId}`);
-    const actual = row && {
-      status: row.status,
-      lastEvent: row.last_event,
-      version: row.version === null ? null : Number(row.version),
-      merchantId: row.merchant_id,
-      attributes: Object.fromEntries(Object.entries(row.fields).map(([k, f]) => [k, f.v])),
-    };
+    const actual = row && comparableRow(row);
     if (!isDeepStrictEqual(actual, expected)) {
       mismatches.push(`${h.entityId}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
     }

@@ -7,7 +7,7 @@ import { REDIS_URL, uniqueQueueName } from '../helpers/db.ts';
 import { loadConfig } from '../../src/config.ts';
 import { startService } from '../../src/service.ts';
 import { createRedis } from '../../src/queue/index.ts';
-import { deliveryArb, historyArb, renamed } from '../helpers/histories.ts';
+import { deliveredHistoriesArb } from '../helpers/histories.ts';
 import { applyInOrder, comparable } from '../helpers/expected.ts';
 import { createKey } from '../../src/store/keys.ts';
 import type { EntityView, EventView } from '../../src/store/queries.ts';
@@ -232,14 +232,9 @@ describe('events over REST', () => {
 
     it('any arrival order, with duplicates and lost intermediates, converges to the in-order row', async () => {
       const info = h.service.registry.get('promotion')!;
-      let run = 0;
       await fc.assert(
         fc.asyncProperty(
-          fc.array(historyArb(info), { minLength: 4, maxLength: 4 }).chain((hs) => {
-            run += 1;
-            const histories = hs.map((x, i) => renamed(x, `prop-${run}-${i}`));
-            return deliveryArb(histories).map((d) => ({ histories, ...d }));
-          }),
+          deliveredHistoriesArb(info, { minLength: 4, maxLength: 4 }, 'prop-'),
           fc.array(fc.integer({ min: 1, max: 5 }), { minLength: 1, maxLength: 5 }),
           async ({ histories, delivered, sent }, sizes) => {
             // Single events and small batches, each its own request, in the shuffled order.

@@ -9,7 +9,7 @@ import { storedValues, type StoredField } from '../../src/domain/stored-fields.t
 import { Applier } from '../../src/store/apply.ts';
 import { freshDatabase } from '../helpers/db.ts';
 import { comparableOwned, prepareFrom } from '../helpers/expected.ts';
-import { deliveryArb, historyArb, renamed, sendersArb } from '../helpers/histories.ts';
+import { deliveredHistoriesArb, sendersArb } from '../helpers/histories.ts';
 
 const registry = MachineRegistry.from(machines);
 
@@ -33,13 +33,11 @@ describe('ownership by source converges in the store', () => {
 
   for (const machine of ['promotion', 'campaign']) {
     it(`every ${machine} row and owner equal the in-order application, whatever the arrival order and batches`, async () => {
-      const info = registry.get(machine)!;
-      let run = 0;
-      const arb = fc.array(historyArb(info), { minLength: 1, maxLength: 12 }).chain((hs) => {
-        run += 1;
-        const histories = hs.map((h, i) => renamed(h, `${machine}-o${run}-${i}`));
-        return deliveryArb(histories).map((d) => ({ histories, ...d }));
-      });
+      const arb = deliveredHistoriesArb(
+        registry.get(machine)!,
+        { minLength: 1, maxLength: 12 },
+        `${machine}-o`,
+      );
       await fc.assert(
         fc.asyncProperty(
           arb,
