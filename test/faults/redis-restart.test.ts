@@ -4,38 +4,21 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
 import { report, settleFaultLoad, sleep, startFaultLoad } from '../helpers/load.ts';
-import { Child, freePort, startApi, startWorker, type OnSpawn } from '../helpers/processes.ts';
+import {
+  freePort,
+  startApi,
+  startRedisServer,
+  startWorker,
+  type Child,
+  type OnSpawn,
+} from '../helpers/processes.ts';
 
 const MIN_EVENTS = 22_000;
 const OUTAGE_MS = 4000;
 
 /** A private redis-server that fsyncs its append-only file before it answers a write. */
-async function startRedis(port: number, dir: string, onSpawn: OnSpawn): Promise<Child> {
-  const child = new Child(
-    'redis',
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--dir',
-      dir,
-      '--appendonly',
-      'yes',
-      '--appendfsync',
-      'always',
-      '--save',
-      '',
-      '--logfile',
-      '',
-    ],
-    {},
-  );
-  onSpawn(child);
-  await child.waitForLine(/Ready to accept connections/);
-  return child;
-}
+const startRedis = (port: number, dir: string, onSpawn: OnSpawn): Promise<Child> =>
+  startRedisServer(port, ['--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always'], { onSpawn });
 
 describe('Redis killed and restarted mid-load (AOF, appendfsync always)', () => {
   let stage: FaultStage;

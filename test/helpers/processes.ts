@@ -156,3 +156,23 @@ export async function startWorker(name: string, env: ServiceEnv, onSpawn?: OnSpa
   await child.waitForLine(/"msg":"worker started"/);
   return child;
 }
+
+/**
+ * Starts a private redis-server on `port`, bound to 127.0.0.1, with RDB snapshots off and its
+ * log on stdout, plus the given arguments; resolves once it accepts connections.
+ */
+export async function startRedisServer(
+  port: number,
+  args: string[],
+  opts: { name?: string; onSpawn?: OnSpawn } = {},
+): Promise<Child> {
+  const child = new Child(
+    opts.name ?? 'redis',
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--logfile', '', ...args],
+    {},
+  );
+  opts.onSpawn?.(child);
+  await child.waitForLine(/Ready to accept connections/);
+  return child;
+}

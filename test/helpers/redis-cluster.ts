@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { Child, freePort, type OnSpawn } from './processes.ts';
+import { freePort, startRedisServer, type Child, type OnSpawn } from './processes.ts';
 
 /** A Redis Cluster of private redis-servers, for tests. */
 export interface RedisCluster {
@@ -47,14 +47,9 @@ export async function startRedisCluster(
   const servers: Child[] = [];
   const start = async (i: number): Promise<Child> => {
     const port = ports[i]!;
-    const child = new Child(
-      `redis-${port}`,
-      'redis-server',
+    return startRedisServer(
+      port,
       [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
         '--cluster-enabled',
         'yes',
         '--cluster-config-file',
@@ -74,17 +69,15 @@ export async function startRedisCluster(
         `aof-${port}`,
         '--appendfsync',
         'always',
-        '--save',
-        '',
-        '--logfile',
-        '',
       ],
-      {},
+      {
+        name: `redis-${port}`,
+        onSpawn: (c) => {
+          opts.onSpawn?.(c);
+          servers[i] = c;
+        },
+      },
     );
-    opts.onSpawn?.(child);
-    servers[i] = child;
-    await child.waitForLine(/Ready to accept connections/);
-    return child;
   };
   const cluster: RedisCluster = {
     nodes: [],

@@ -6,30 +6,12 @@ import { loadConfig } from '../../src/config.ts';
 import { startService, type Service } from '../../src/service.ts';
 import { createKey } from '../../src/store/keys.ts';
 import { freshDatabase, uniqueQueueName } from '../helpers/db.ts';
-import { Child, freePort } from '../helpers/processes.ts';
+import { freePort, startRedisServer, type Child } from '../helpers/processes.ts';
 
 /** A private redis-server with the given extra arguments, on a free port. */
 async function startRedis(args: string[]): Promise<{ child: Child; url: string }> {
   const port = await freePort();
-  const child = new Child(
-    'redis',
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--logfile',
-      '',
-      ...args,
-    ],
-    {},
-  );
-  await child.waitForLine(/Ready to accept connections/);
+  const child = await startRedisServer(port, ['--appendonly', 'no', ...args]);
   return { child, url: `redis://127.0.0.1:${port}` };
 }
 
