@@ -13,7 +13,6 @@ import {
   sleep,
   waitDrained,
 } from '../helpers/load.ts';
-import { startApi, startWorker } from '../helpers/processes.ts';
 
 const FIRST_EVENTS = 8000;
 const REPLAYS = 20_000;
@@ -48,8 +47,7 @@ describe('a flood of duplicates and replays of old events', () => {
 
   it('moves no state backwards, and does not even touch a row', async () => {
     const env = stage.env({ REDIS_URL });
-    const api = await startApi('api', env, stage.track);
-    for (const i of [0, 1]) await startWorker(`worker-${i}`, env, stage.track);
+    const { api } = await stage.startServices(env);
 
     // First every history in full (shuffled), until it is all applied.
     const load = buildWorkload(stage.registry, { minEvents: FIRST_EVENTS, seed: 4404, prefix: 'd' });

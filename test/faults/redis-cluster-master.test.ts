@@ -2,7 +2,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
 import { checkConvergence, report, sleep, startFaultLoad } from '../helpers/load.ts';
-import { startApi, startWorker } from '../helpers/processes.ts';
 import { startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.ts';
 import { createRedis } from '../../src/queue/redis.ts';
 import { queueNamesOf } from '../../src/queue/partitions.ts';
@@ -41,8 +40,7 @@ describe('one Redis Cluster master killed and restarted mid-load (K=6, AOF appen
       QUEUE_PARTITIONS: String(PARTITIONS),
       BATCH_FLUSH_MS: '20',
     });
-    const api = await startApi('api', env, stage.track);
-    for (const i of [0, 1]) await startWorker(`worker-${i}`, env, stage.track);
+    const { api } = await stage.startServices(env);
 
     const run = startFaultLoad(
       stage.registry,

@@ -5,7 +5,17 @@ import { MachineRegistry } from '../../src/domain/registry.ts';
 import { openDatabase } from '../../src/store/db.ts';
 import { createKey } from '../../src/store/keys.ts';
 import { freshDatabase, uniqueQueueName } from './db.ts';
-import type { Child, ServiceEnv } from './processes.ts';
+import { settleFaultLoad, startFaultLoad, type SettledLoad } from './load.ts';
+import { startApi, startWorker, type Child, type ServiceEnv } from './processes.ts';
+
+/** The processes of {@link FaultStage.startServices}. */
+export interface StageServices {
+  api: { child: Child; url: string };
+  /** The running worker of each slot. */
+  workers: Child[];
+  /** Starts worker `i` (again), into its slot. */
+  spawnWorker(i: number): Promise<void>;
+}
 
 /** What every fault test starts from: its own database, queue and producer key. */
 export interface FaultStage {
@@ -30,6 +40,18 @@ export interface FaultStage {
    * as `onSpawn` to the start functions so a child that never gets ready is stopped too.
    */
   track<T extends Child>(child: T): T;
+  /** Starts one API process and `workers` (2 when absent) worker processes with `env`, all tracked. */
+  startServices(env: ServiceEnv, workers?: number): Promise<StageServices>;
+  /**
+   * The scenario's load ({@link startFaultLoad}) against the API at `apiUrl`, with the stage's
+   * key: at least `minEvents` events, {@link FAULT_LOAD_EVENTS} when absent.
+   */
+  startLoad(
+    apiUrl: string,
+    o: { seed: number; prefix: string; producerSeed: number; minEvents?: number },
+  ): ReturnType<typeof startFaultLoad>;
+  /** {@link settleFaultLoad} of a load of {@link startLoad}, its queue on `redisUrl`. */
+  settle(run: ReturnType<typeof startFaultLoad>, redisUrl: string): Promise<SettledLoad>;
   close(): Promise<void>;
 }
 
@@ -43,6 +65,9 @@ export const FAST_RECOVERY = {
   RATE_LIMIT_PER_SECOND: '2000',
 };
 
+/** How many events a fault scenario's load holds at least, unless it says otherwise. */
+export const FAULT_LOAD_EVENTS = 22_000;
+
 export async function prepareStage(prefix: string): Promise<FaultStage> {
   const db = await freshDatabase();
   const pool = new pg.Pool({ connectionString: db.url, max: 4 });
@@ -54,10 +79,11 @@ export async function prepareStage(prefix: string): Promise<FaultStage> {
   const children = new Set<Child>();
   const started: Child[] = [];
   let watching = false;
-  return {
+  const registry = MachineRegistry.from(machines);
+  const stage: FaultStage = {
     databaseUrl: db.url,
     pool,
-    registry: MachineRegistry.from(machines),
+    registry,
     queueName,
     source,
     key,
@@ -84,10 +110,26 @@ export async function prepareStage(prefix: string): Promise<FaultStage> {
       for (const [k, v] of Object.entries(overrides)) if (v !== undefined) env[k] = v;
       return env;
     },
+    async startServices(env, workers = 2) {
+      const api = await startApi('api', env, stage.track);
+      const running: Child[] = [];
+      const spawnWorker = async (i: number): Promise<void> => {
+        running[i] = await startWorker(`worker-${i}`, env, stage.track);
+      };
+      await Promise.all(Array.from({ length: workers }, (_, i) => spawnWorker(i)));
+      return { api, workers: running, spawnWorker };
+    },
+    startLoad(apiUrl, o) {
+      return startFaultLoad(registry, { url: apiUrl, key }, { minEvents: FAULT_LOAD_EVENTS, ...o });
+    },
+    settle(run, redisUrl) {
+      return settleFaultLoad(run, { redisUrl, queueName, pool, registry, source });
+    },
     async close() {
       await Promise.all([...children].map((c) => c.stop(10_000)));
       await pool.end();
       await db.drop();
     },
   };
+  return stage;
 }

@@ -1,7 +1,8 @@
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import type pg from 'pg';
-import { Queue } from 'bullmq';
+import { expect } from 'vitest';
+import { Queue, QueueEvents } from 'bullmq';
 import type { EventInput } from '../../src/domain/event-schema.ts';
 import type { MachineRegistry } from '../../src/domain/registry.ts';
 import { createRedis } from '../../src/queue/redis.ts';
@@ -388,7 +389,14 @@ export function startFaultLoad(
   registry: MachineRegistry,
   target: { url: string; key: string },
   o: { minEvents: number; seed: number; prefix: string; producerSeed: number },
-): { load: Workload; producer: Producer; running: Promise<ProducerStats>; t0: number } {
+): {
+  load: Workload;
+  producer: Producer;
+  running: Promise<ProducerStats>;
+  t0: number;
+  /** The events the load was asked to hold at least. */
+  minEvents: number;
+} {
   const load = buildWorkload(registry, {
     minEvents: o.minEvents,
     seed: o.seed,
@@ -405,7 +413,7 @@ export function startFaultLoad(
     seed: o.producerSeed,
   });
   const t0 = Date.now();
-  return { load, producer, running: producer.run(load.sends), t0 };
+  return { load, producer, running: producer.run(load.sends), t0, minEvents: o.minEvents };
 }
 
 /** How a fault scenario's load ended: the producer's counts, the queue drained, the rows checked. */
@@ -435,4 +443,48 @@ export async function settleFaultLoad(
   const failed = await failedJobs(at.redisUrl, at.queueName);
   const c = await checkConvergence(at.pool, at.registry, run.load.histories, run.producer.acked, at.source);
   return { stats, loadSeconds, drainedAt, failed, c };
+}
+
+/**
+ * What every fault scenario must end with: the producer saw no unexpected answer and got 202
+ * for all of its events (at least the load's `minEvents`), no job failed, and every acknowledged event was
+ * applied exactly once, with every row equal to the in-order application of its events.
+ */
+export function expectEveryEventApplied(run: ReturnType<typeof startFaultLoad>, s: SettledLoad): void {
+  expect(run.producer.unexpected).toEqual([]);
+  expect(s.stats.sent).toBeGreaterThanOrEqual(run.minEvents);
+  expect(s.stats.unacknowledged).toBe(0);
+  expect(s.failed).toEqual([]);
+  expect(s.c.lost).toBe(0);
+  expect(s.c.appliedTwice).toBe(0);
+  expect(s.c.applied).toBe(run.producer.acked.size);
+  expect(s.c.mismatches.slice(0, 5)).toEqual([]);
+}
+
+/** A queue seen from the test: its jobs, and how many of them stalled since it was opened. */
+export interface QueueWatch {
+  queue: Queue;
+  /** Jobs found stalled (their worker went away holding them). */
+  readonly stalled: number;
+  close(): Promise<void>;
+}
+
+export async function watchQueue(redisUrl: string, queueName: string): Promise<QueueWatch> {
+  const redis = createRedis(redisUrl);
+  const queue = new Queue(queueName, { connection: redis });
+  const events = new QueueEvents(queueName, { connection: createRedis(redisUrl) });
+  let stalled = 0;
+  events.on('stalled', () => (stalled += 1));
+  await events.waitUntilReady();
+  return {
+    queue,
+    get stalled() {
+      return stalled;
+    },
+    async close() {
+      await events.close();
+      await queue.close();
+      redis.disconnect();
+    },
+  };
 }
