@@ -4,7 +4,6 @@ import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
 import { REDIS_URL } from '../helpers/db.ts';
 import { sleep } from '../helpers/load.ts';
 import { startApi, type Child } from '../helpers/processes.ts';
-import { TcpProxy } from '../helpers/tcp-proxy.ts';
 import { openDatabase } from '../../src/store/db.ts';
 import { createKey } from '../../src/store/keys.ts';
 import { checkCapacityInvariants, setLimits } from '../../src/store/capacity.ts';
@@ -46,15 +45,12 @@ function post(agent: http.Agent, base: string, key: string, path: string, body?:
 
 describe('capacity with API processes killed and Postgres cut mid-load', () => {
   let stage: FaultStage;
-  const proxy = new TcpProxy({ host: '127.0.0.1', port: 5432 });
 
   beforeAll(async () => {
-    stage = await prepareStage('capacity');
-    await proxy.up();
+    stage = await prepareStage('capacity', { postgresProxy: true });
   });
   afterAll(async () => {
     await stage?.close();
-    await proxy.close();
   });
 
   it('never exceeds a limit, loses no acknowledged reservation and takes no order twice', async () => {
@@ -66,9 +62,8 @@ describe('capacity with API processes killed and Postgres cut mid-load', () => {
     );
     await setLimits(stage.pool, 'hot', { total: CAP, perCustomer: 2 });
 
-    const viaProxy = new URL(stage.databaseUrl);
-    viaProxy.host = `127.0.0.1:${proxy.port}`;
-    const env = stage.env({ REDIS_URL, DATABASE_URL: viaProxy.toString(), RATE_LIMIT_PER_SECOND: '0' });
+    const { proxy, databaseUrl } = stage.viaProxy!;
+    const env = stage.env({ REDIS_URL, DATABASE_URL: databaseUrl, RATE_LIMIT_PER_SECOND: '0' });
     const apis: Array<{ child: Child; url: string }> = [];
     for (let i = 0; i < 3; i++) apis.push(await startApi(`api-${i}`, env, stage.track));
 

@@ -3,31 +3,26 @@ import { Queue } from 'bullmq';
 import { REDIS_URL } from '../helpers/db.ts';
 import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
 import { expectEveryEventApplied, obliterate, report, sleep } from '../helpers/load.ts';
-import { TcpProxy } from '../helpers/tcp-proxy.ts';
 import { createRedis } from '../../src/queue/redis.ts';
 
 const OUTAGE_MS = 10_000;
 
 describe('Postgres unreachable for 10 s (a proxy drops and refuses connections)', () => {
   let stage: FaultStage;
-  const proxy = new TcpProxy({ host: '127.0.0.1', port: 5432 });
   const redis = createRedis(REDIS_URL);
 
   beforeAll(async () => {
-    stage = await prepareStage('pgdown');
-    await proxy.up();
+    stage = await prepareStage('pgdown', { postgresProxy: true });
   });
   afterAll(async () => {
     await stage?.close();
-    await proxy.close();
     if (stage) await obliterate(REDIS_URL, stage.queueName);
     redis.disconnect();
   });
 
   it('jobs wait with backoff, /readyz says 503, and everything recovers by itself with no event lost', async () => {
-    const viaProxy = new URL(stage.databaseUrl);
-    viaProxy.host = `127.0.0.1:${proxy.port}`;
-    const env = stage.env({ REDIS_URL, DATABASE_URL: viaProxy.toString() });
+    const { proxy, databaseUrl } = stage.viaProxy!;
+    const env = stage.env({ REDIS_URL, DATABASE_URL: databaseUrl });
     const { api, workers } = await stage.startServices(env);
     const queue = new Queue(stage.queueName, { connection: redis });
     const run = stage.startLoad(api.url, { seed: 3303, prefix: 'p', producerSeed: 13 });

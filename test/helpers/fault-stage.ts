@@ -5,6 +5,7 @@ import { MachineRegistry } from '../../src/domain/registry.ts';
 import { openDatabase } from '../../src/store/db.ts';
 import { createKey } from '../../src/store/keys.ts';
 import { freshDatabase, uniqueQueueName } from './db.ts';
+import { TcpProxy } from './tcp-proxy.ts';
 import { settleFaultLoad, startFaultLoad, type SettledLoad } from './load.ts';
 import { startApi, startWorker, type Child, type ServiceEnv } from './processes.ts';
 
@@ -20,6 +21,11 @@ export interface StageServices {
 /** What every fault test starts from: its own database, queue and producer key. */
 export interface FaultStage {
   databaseUrl: string;
+  /**
+   * With `postgresProxy`: a proxy in front of the database (up, closed with the stage), and the
+   * database URL through it.
+   */
+  viaProxy?: { proxy: TcpProxy; databaseUrl: string };
   /** A pool straight to the database (never through a proxy), for the checks. */
   pool: pg.Pool;
   registry: MachineRegistry;
@@ -68,8 +74,18 @@ export const FAST_RECOVERY = {
 /** How many events a fault scenario's load holds at least, unless it says otherwise. */
 export const FAULT_LOAD_EVENTS = 22_000;
 
-export async function prepareStage(prefix: string): Promise<FaultStage> {
+export async function prepareStage(
+  prefix: string,
+  opts: { postgresProxy?: boolean } = {},
+): Promise<FaultStage> {
   const db = await freshDatabase();
+  let viaProxy: FaultStage['viaProxy'];
+  if (opts.postgresProxy) {
+    const proxy = new TcpProxy({ host: '127.0.0.1', port: 5432 });
+    const url = new URL(db.url);
+    url.host = `127.0.0.1:${await proxy.up()}`;
+    viaProxy = { proxy, databaseUrl: url.toString() };
+  }
   const pool = new pg.Pool({ connectionString: db.url, max: 4 });
   const source = `${prefix}-src`;
   const store = openDatabase(db.url, 1);
@@ -82,6 +98,7 @@ export async function prepareStage(prefix: string): Promise<FaultStage> {
   const registry = MachineRegistry.from(machines);
   const stage: FaultStage = {
     databaseUrl: db.url,
+    viaProxy,
     pool,
     registry,
     queueName,
@@ -127,6 +144,7 @@ export async function prepareStage(prefix: string): Promise<FaultStage> {
     },
     async close() {
       await Promise.all([...children].map((c) => c.stop(10_000)));
+      await viaProxy?.proxy.close();
       await pool.end();
       await db.drop();
     },
