@@ -1,5 +1,6 @@
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { postStatus } from '../helpers/capacity.ts';
 import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
 import { REDIS_URL } from '../helpers/db.ts';
 import { sleep } from '../helpers/load.ts';
@@ -11,37 +12,6 @@ import { checkCapacityInvariants, setLimits } from '../../src/store/capacity.ts'
 const ORDERS = 4000;
 const CAP = 1000;
 const CLIENTS = 150;
-
-/** One POST; resolves with the status (0 when the connection failed). */
-function post(agent: http.Agent, base: string, key: string, path: string, body?: unknown): Promise<number> {
-  const url = new URL(base);
-  const data = body === undefined ? '' : JSON.stringify(body);
-  return new Promise((resolve) => {
-    const req = http.request(
-      {
-        agent,
-        host: url.hostname,
-        port: url.port,
-        method: 'POST',
-        path,
-        timeout: 60_000,
-        headers: {
-          authorization: `Bearer ${key}`,
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(data),
-        },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode!));
-        res.on('error', () => resolve(0));
-      },
-    );
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(0));
-    req.end(data);
-  });
-}
 
 describe('capacity with API processes killed and Postgres cut mid-load', () => {
   let stage: FaultStage;
@@ -97,7 +67,7 @@ describe('capacity with API processes killed and Postgres cut mid-load', () => {
       for (let attempt = 0; ; attempt++) {
         const alive = apis.filter((a) => a.child.running);
         const api = alive[(next + attempt) % alive.length]!;
-        const status = await post(agent, api.url, key, path, body);
+        const status = await postStatus(agent, api.url, key, path, body);
         if (ok(status)) return status;
         if (status !== 0 && status < 500) throw new Error(`${path}: unexpected ${status}`);
         retries += 1;

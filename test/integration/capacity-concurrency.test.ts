@@ -4,34 +4,7 @@ import { startHarness, type Harness } from '../helpers/harness.ts';
 import { createKey } from '../../src/store/keys.ts';
 import { checkCapacityInvariants, setLimits } from '../../src/store/capacity.ts';
 import { Admitter } from '../../src/capacity/admitter.ts';
-import { expectCapacityInvariants, pushPromotion } from '../helpers/capacity.ts';
-
-/** POSTs a reservation with a keep-alive agent; resolves with the status code. */
-function post(agent: http.Agent, url: URL, key: string, path: string, body: unknown): Promise<number> {
-  const data = JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        agent,
-        host: url.hostname,
-        port: url.port,
-        method: 'POST',
-        path,
-        headers: {
-          authorization: `Bearer ${key}`,
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(data),
-        },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode!));
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
-  });
-}
+import { expectCapacityInvariants, postStatus, pushPromotion } from '../helpers/capacity.ts';
 
 describe('capacity under concurrent checkout', () => {
   let h: Harness;
@@ -61,7 +34,6 @@ describe('capacity under concurrent checkout', () => {
         ).status,
       ).toBe(200);
       const agent = new http.Agent({ keepAlive: true, maxSockets: 200 });
-      const url = new URL(h.url);
       // A sampler reads the counters while the load runs: no moment may show more than the cap.
       let sampling = true;
       let samples = 0;
@@ -81,7 +53,7 @@ describe('capacity under concurrent checkout', () => {
       })();
       const statuses = await Promise.all(
         Array.from({ length: 5000 }, (_, i) =>
-          post(agent, url, key, '/v1/promotions/hot/reservations', {
+          postStatus(agent, h.url, key, '/v1/promotions/hot/reservations', {
             orderId: `o-${i}`,
             customerId: `c-${i % 2000}`,
           }),
@@ -112,12 +84,11 @@ describe('capacity under concurrent checkout', () => {
       await pushPromotion(h.request, 'many-idle', ['create']);
       for (const id of [...ids, 'many-idle']) await setLimits(h.service.db.pool, id, { total: 50 });
       const agent = new http.Agent({ keepAlive: true, maxSockets: 200 });
-      const url = new URL(h.url);
       const targets = [...ids, 'many-idle'];
       const sent = Array.from({ length: 4000 }, (_, i) => targets[i % targets.length]!);
       const statuses = await Promise.all(
         sent.map((id, i) =>
-          post(agent, url, key, `/v1/promotions/${id}/reservations`, { orderId: `m-${i}` }),
+          postStatus(agent, h.url, key, `/v1/promotions/${id}/reservations`, { orderId: `m-${i}` }),
         ),
       );
       agent.destroy();
