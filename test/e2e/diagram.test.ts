@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Browser, type Locator } from 'playwright-core';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { useHarness } from '../helpers/harness.ts';
 import { launchBrowser, noBrowser, OUT } from '../helpers/browser.ts';
 
 interface Box {
@@ -13,17 +13,15 @@ interface Box {
 }
 
 describe.skipIf(noBrowser)('machine diagrams in a browser', () => {
-  let h: Harness;
+  const h = useHarness();
   let browser: Browser;
 
   beforeAll(async () => {
     mkdirSync(OUT, { recursive: true });
-    h = await startHarness();
     browser = await launchBrowser();
   });
   afterAll(async () => {
     await browser?.close();
-    await h?.close();
   });
 
   for (const name of ['promotion', 'campaign']) {

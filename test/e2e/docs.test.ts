@@ -1,24 +1,22 @@
 import { mkdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Browser, type Page } from 'playwright-core';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { useHarness } from '../helpers/harness.ts';
 import { launchBrowser, noBrowser, OUT } from '../helpers/browser.ts';
 import type { OpenApiDocument } from '../../src/api/openapi.ts';
 
 describe.skipIf(noBrowser)('the docs page and the dashboard in a browser', () => {
-  let h: Harness;
+  const h = useHarness();
   let browser: Browser;
   let doc: OpenApiDocument;
 
   beforeAll(async () => {
     mkdirSync(OUT, { recursive: true });
-    h = await startHarness();
     doc = (await (await h.request('/openapi.json', { key: null })).json()) as OpenApiDocument;
     browser = await launchBrowser();
   });
   afterAll(async () => {
     await browser?.close();
-    await h?.close();
   });
 
   /** A page that may only talk to the API under test; anything else is recorded and refused. */

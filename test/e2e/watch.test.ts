@@ -1,20 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Browser } from 'playwright-core';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { useHarness } from '../helpers/harness.ts';
 import { launchBrowser, noBrowser } from '../helpers/browser.ts';
 
 /** A browser follows a collection with the standard EventSource (docs/api.md, "Following changes"). */
 describe.skipIf(noBrowser)('watching changes from a browser', () => {
-  let h: Harness;
+  const h = useHarness();
   let browser: Browser;
 
   beforeAll(async () => {
-    h = await startHarness();
     browser = await launchBrowser();
   });
   afterAll(async () => {
     await browser?.close();
-    await h?.close();
   });
 
   it("an EventSource on the watch endpoint receives a merchant's change, with its changeSeq as lastEventId", async () => {

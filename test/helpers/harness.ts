@@ -1,3 +1,4 @@
+import { afterAll, beforeAll } from 'vitest';
 import pino from 'pino';
 import { loadConfig, redisTargetOf, type Config } from '../../src/config.ts';
 import { startService, type Service } from '../../src/service.ts';
@@ -143,4 +144,20 @@ export async function startHarness(
     },
   };
   return harness;
+}
+
+/**
+ * The harness of the enclosing file or describe block: {@link startHarness} before its tests,
+ * closed after them (after the block's own afterAll hooks). The returned object is filled in
+ * by that beforeAll hook, so use it in tests and hooks, not while the tests are collected.
+ */
+export function useHarness(options: Parameters<typeof startHarness>[0] = {}): Harness {
+  const h = {} as Harness;
+  beforeAll(async () => {
+    Object.assign(h, await startHarness(options));
+  });
+  afterAll(async () => {
+    await h.close?.();
+  });
+  return h;
 }

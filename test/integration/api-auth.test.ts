@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useHarness } from '../helpers/harness.ts';
 import { createKey, revokeKey } from '../../src/store/keys.ts';
 import type { EntityView } from '../../src/store/queries.ts';
 
@@ -27,10 +27,9 @@ const promo = (entityId: string, type: string, extra: Record<string, unknown> = 
 const keyId = (key: string): string => key.split('_')[1]!;
 
 describe('authentication and authorization over REST', () => {
-  let h: Harness;
+  const h = useHarness();
 
   beforeAll(async () => {
-    h = await startHarness();
     // One promotion per merchant and one nobody owns, for the isolation tests.
     const res = await h.request('/v1/events?wait=true', {
       method: 'POST',
@@ -45,9 +44,6 @@ describe('authentication and authorization over REST', () => {
       },
     });
     expect(res.status).toBe(200);
-  });
-  afterAll(async () => {
-    await h?.close();
   });
 
   /** Sends a request that must be refused with `status`/`code` and must change nothing. */

@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import pino from 'pino';
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { useHarness } from '../helpers/harness.ts';
 import { REDIS_URL, uniqueQueueName } from '../helpers/db.ts';
 import { loadConfig } from '../../src/config.ts';
 import { startService } from '../../src/service.ts';
@@ -37,14 +37,7 @@ const promo = (entityId: string, type: string, extra: Record<string, unknown> = 
 });
 
 describe('events over REST', () => {
-  let h: Harness;
-
-  beforeAll(async () => {
-    h = await startHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useHarness();
 
   /** POSTs and waits until applied; returns the per-event results. */
   async function send(body: unknown, key = h.keys.producer): Promise<Result[]> {

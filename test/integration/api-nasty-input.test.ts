@@ -1,7 +1,7 @@
 import { request as httpRequest } from 'node:http';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { describe, expect, it } from 'vitest';
+import { useHarness } from '../helpers/harness.ts';
 
 /**
  * Inputs that once got past validation into the database or the parsers and came back as
@@ -50,14 +50,7 @@ function raw(
 }
 
 describe('nasty input never yields a 5xx', () => {
-  let h: Harness;
-
-  beforeAll(async () => {
-    h = await startHarness({ env: { JOB_ATTEMPTS: '1', RATE_LIMIT_PER_SECOND: '0' } });
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useHarness({ env: { JOB_ATTEMPTS: '1', RATE_LIMIT_PER_SECOND: '0' } });
 
   const post = (body: unknown): Promise<Response> => h.request('/v1/events', { method: 'POST', json: body });
 

@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useHarness } from '../helpers/harness.ts';
 import { createKey } from '../../src/store/keys.ts';
 import type { EntityView, EventView } from '../../src/store/queries.ts';
 
@@ -31,14 +31,7 @@ const promo = (entityId: string, type: string, extra: Record<string, unknown> = 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('reading over REST', () => {
-  let h: Harness;
-
-  beforeAll(async () => {
-    h = await startHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useHarness();
 
   async function push(body: unknown): Promise<void> {
     const res = await h.request('/v1/events?wait=true', { method: 'POST', json: body });

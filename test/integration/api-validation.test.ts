@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { useHarness } from '../helpers/harness.ts';
 import { REDIS_URL } from '../helpers/db.ts';
 import { createRedis } from '../../src/queue/index.ts';
 
@@ -46,16 +46,9 @@ function event(changes: Record<string, unknown>): Record<string, unknown> {
 }
 
 describe('bad input over REST', () => {
-  let h: Harness;
-
-  beforeAll(async () => {
-    // One attempt per job: should a bad event slip past validation, its job fails at once
-    // (and shows up in the job counts) instead of retrying beyond the test's patience.
-    h = await startHarness({ env: { JOB_ATTEMPTS: '1' } });
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  // One attempt per job: should a bad event slip past validation, its job fails at once
+  // (and shows up in the job counts) instead of retrying beyond the test's patience.
+  const h = useHarness({ env: { JOB_ATTEMPTS: '1' } });
 
   const post = (body: unknown, query = ''): Promise<Response> =>
     h.request(`/v1/events${query}`, { method: 'POST', json: body });
@@ -616,15 +609,8 @@ describe('bad input over REST', () => {
 });
 
 describe('attribute limits set lower', () => {
-  let h: Harness;
-
-  beforeAll(async () => {
-    h = await startHarness({
-      env: { EVENT_MAX_FIELDS: '3', EVENT_MAX_FIELD_NAME_LENGTH: '8', ENTITY_MAX_FIELDS: '4' },
-    });
-  });
-  afterAll(async () => {
-    await h?.close();
+  const h = useHarness({
+    env: { EVENT_MAX_FIELDS: '3', EVENT_MAX_FIELD_NAME_LENGTH: '8', ENTITY_MAX_FIELDS: '4' },
   });
 
   const post = (data: Record<string, unknown>, entityId = 'low-1') =>

@@ -3,7 +3,7 @@ import * as crypto from 'node:crypto';
 import pino from 'pino';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { useHarness } from '../helpers/harness.ts';
 import { REDIS_URL } from '../helpers/db.ts';
 import { createRedis } from '../../src/queue/redis.ts';
 import { startService, type Service } from '../../src/service.ts';
@@ -32,14 +32,13 @@ const keyId = (key: string): string => key.split('_')[1]!;
 const basic = (key: string): string => `Basic ${Buffer.from(`anyone:${key}`).toString('base64')}`;
 
 describe('auth hardening', () => {
-  let h: Harness;
+  const h = useHarness({ env: { RATE_LIMIT_PER_SECOND: '0' } });
   let redis: Redis;
   let queue: Queue;
   let secondApi: Service;
   let secondUrl: string;
 
   beforeAll(async () => {
-    h = await startHarness({ env: { RATE_LIMIT_PER_SECOND: '0' } });
     redis = createRedis(REDIS_URL);
     queue = new Queue(h.queueName, { connection: redis });
     secondApi = await startService({
@@ -73,7 +72,6 @@ describe('auth hardening', () => {
     await secondApi?.close();
     await queue?.close();
     redis?.disconnect();
-    await h?.close();
   });
 
   const sourceOf = async (eventId: string): Promise<string[]> =>

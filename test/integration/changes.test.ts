@@ -7,7 +7,7 @@ import { MachineRegistry } from '../../src/domain/registry.ts';
 import type { EventInput } from '../../src/domain/event-schema.ts';
 import type { EntityView } from '../../src/store/queries.ts';
 import { machines } from '../../machines/index.ts';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { useHarness } from '../helpers/harness.ts';
 
 /** Following changes with changesSince: nothing a late commit writes is skipped (docs/design.md#changes). */
 
@@ -35,18 +35,16 @@ const promo = (entityId: string, type: string, extra: Partial<EventInput> = {}):
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('following changes', () => {
-  let h: Harness;
+  const h = useHarness();
   let pool: pg.Pool;
   let applier: Applier;
 
   beforeAll(async () => {
-    h = await startHarness();
     pool = new pg.Pool({ connectionString: h.databaseUrl, max: 6 });
     applier = new Applier(pool, registry, logger);
   });
   afterAll(async () => {
     await pool?.end();
-    await h?.close();
   });
 
   const apply = (events: EventInput[]) =>

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { useHarness } from '../helpers/harness.ts';
 import { REDIS_URL } from '../helpers/db.ts';
 import { runCli } from '../helpers/cli.ts';
 import { createRedis } from '../../src/queue/index.ts';
@@ -17,15 +17,14 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
 }
 
 describe('promosync failed', () => {
-  let h: Harness;
+  // One attempt per job, so a failure lands in the failed set at once.
+  const h = useHarness({ env: { JOB_ATTEMPTS: '1' } });
   let queue: Queue;
   let redis: ReturnType<typeof createRedis>;
   let db: pg.Client;
   let env: Record<string, string>;
 
   beforeAll(async () => {
-    // One attempt per job, so a failure lands in the failed set at once.
-    h = await startHarness({ env: { JOB_ATTEMPTS: '1' } });
     redis = createRedis(REDIS_URL);
     queue = new Queue(h.queueName, { connection: redis });
     db = new pg.Client({ connectionString: h.databaseUrl });
@@ -36,7 +35,6 @@ describe('promosync failed', () => {
     await db?.end();
     await queue?.close();
     redis?.disconnect();
-    await h?.close();
   });
 
   const failedIds = async (n: number): Promise<string[]> =>

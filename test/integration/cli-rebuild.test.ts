@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { machines } from '../../machines/index.ts';
 import { MachineRegistry } from '../../src/domain/index.ts';
 import { rebuildRows } from '../../src/store/index.ts';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { useHarness } from '../helpers/harness.ts';
 import { runCli } from '../helpers/cli.ts';
 import { prng } from '../helpers/load.ts';
 
@@ -40,20 +40,18 @@ function workload(entities: number, seed: number): Event[] {
 }
 
 describe('promosync rebuild', () => {
-  let h: Harness;
+  const h = useHarness({ workers: 1 });
   let db: pg.Client;
   let env: Record<string, string>;
   const registry = MachineRegistry.from(machines);
 
   beforeAll(async () => {
-    h = await startHarness({ workers: 1 });
     db = new pg.Client({ connectionString: h.databaseUrl });
     await db.connect();
     env = { DATABASE_URL: h.databaseUrl };
   });
   afterAll(async () => {
     await db?.end();
-    await h?.close();
   });
 
   it('finds no drift after concurrent, shuffled and duplicated deliveries', async () => {

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { useHarness } from '../helpers/harness.ts';
 import { runCli } from '../helpers/cli.ts';
 
 const ev = (entityId: string, type: string, eventId: string, extra: Record<string, unknown> = {}): string =>
@@ -39,15 +39,13 @@ function workload(): { lines: string[]; invalidLines: number[] } {
 }
 
 describe('promosync send', () => {
-  let h: Harness;
+  const h = useHarness();
   let dir: string;
 
   beforeAll(async () => {
-    h = await startHarness();
     dir = await mkdtemp(path.join(tmpdir(), 'promosync-send-'));
   });
   afterAll(async () => {
-    await h?.close();
     await rm(dir, { recursive: true, force: true });
   });
 

@@ -1,21 +1,14 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { describe, expect, it } from 'vitest';
+import { useHarness } from '../helpers/harness.ts';
 import type { EntityView } from '../../src/store/queries.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/promosync.js', import.meta.url));
 
 /** `promosync watch`: changes as NDJSON, through the API, as an operator runs it. */
 describe('promosync watch', () => {
-  let h: Harness;
-
-  beforeAll(async () => {
-    h = await startHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useHarness();
 
   const push = async (events: unknown[]) => {
     const res = await h.request('/v1/events?wait=true', { method: 'POST', json: { events } });

@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 import { splitBody } from '../../src/domain/event-schema.ts';
 import { createRedis } from '../../src/queue/redis.ts';
 import { REDIS_URL } from '../helpers/db.ts';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { useHarness } from '../helpers/harness.ts';
 
 /**
  * Hostile bodies on POST /v1/events: never a 5xx, and an input the contract rejects never
@@ -23,20 +23,18 @@ interface Sent {
 }
 
 describe('fuzzing POST /v1/events', () => {
-  let h: Harness;
+  const h = useHarness({ env: { RATE_LIMIT_PER_SECOND: '0' } });
   let redis: Redis;
   let queue: Queue;
   const sent: Sent = { accepted: 0, acceptedEntities: new Set(), statuses: {} };
 
   beforeAll(async () => {
-    h = await startHarness({ env: { RATE_LIMIT_PER_SECOND: '0' } });
     redis = createRedis(REDIS_URL);
     queue = new Queue(h.queueName, { connection: redis });
   });
   afterAll(async () => {
     await queue?.close();
     redis?.disconnect();
-    await h?.close();
   });
 
   /** Whether the contract accepts a parsed body, for the producer key (source test-src, all machines). */

@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { useHarness, type Harness } from '../helpers/harness.ts';
 
 /**
  * Hostile query strings and paths on the read endpoints: never a 5xx, always a JSON answer,
@@ -23,7 +23,7 @@ interface State {
 }
 
 describe('fuzzing the query parameters and paths of the read endpoints', () => {
-  let h: Harness;
+  const h = useHarness({ env: { RATE_LIMIT_PER_SECOND: '0' } });
   let validCursor = '';
   /** Entity ids owned by merchant m-1, the merchant key's own. */
   const mine = new Set<string>();
@@ -37,7 +37,6 @@ describe('fuzzing the query parameters and paths of the read endpoints', () => {
     ).rows[0]!;
 
   beforeAll(async () => {
-    h = await startHarness({ env: { RATE_LIMIT_PER_SECOND: '0' } });
     const events = [];
     for (let i = 0; i < 6; i++) {
       const owner = i % 3 === 0 ? 'm-1' : i % 3 === 1 ? 'm-2' : undefined;
@@ -54,9 +53,6 @@ describe('fuzzing the query parameters and paths of the read endpoints', () => {
     };
     validCursor = page.nextCursor;
     expect(validCursor).toBeTruthy();
-  });
-  afterAll(async () => {
-    await h?.close();
   });
 
   const paramName = fc.oneof(

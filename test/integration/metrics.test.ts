@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { useHarness } from '../helpers/harness.ts';
 import { REDIS_URL } from '../helpers/db.ts';
 import { createRedis } from '../../src/queue/redis.ts';
 
@@ -27,19 +27,17 @@ function parseMetrics(text: string): Sample[] {
 }
 
 describe('/metrics', () => {
-  let h: Harness;
+  const h = useHarness();
   let redis: Redis;
   let queue: Queue;
 
   beforeAll(async () => {
-    h = await startHarness();
     redis = createRedis(REDIS_URL);
     queue = new Queue(h.queueName, { connection: redis });
   });
   afterAll(async () => {
     await queue?.close();
     redis?.disconnect();
-    await h?.close();
   });
 
   type Lookup = ((name: string, labels?: Record<string, string>) => number | undefined) & { names: string[] };

@@ -1,7 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { Express } from 'express';
 import pino from 'pino';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { useHarness } from '../helpers/harness.ts';
 import { REDIS_URL } from '../helpers/db.ts';
 import { validates } from '../helpers/json-schema.ts';
 import { createApp } from '../../src/api/index.ts';
@@ -43,18 +43,14 @@ const expressPattern = (path: string): RegExp =>
 const filled = (docPath: string): string => docPath.replace(/\{[^}]+\}/g, 'x');
 
 describe('the OpenAPI document', () => {
-  let h: Harness;
+  const h = useHarness();
   let doc: OpenApiDocument;
 
   beforeAll(async () => {
-    h = await startHarness();
     const res = await h.request('/openapi.json', { key: null });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^application\/json/);
     doc = (await res.json()) as OpenApiDocument;
-  });
-  afterAll(async () => {
-    await h?.close();
   });
 
   it('is served without a key as an OpenAPI 3.1 document with a bearer scheme', () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { useHarness } from '../helpers/harness.ts';
 import { startService, type Service } from '../../src/service.ts';
 import { createKey } from '../../src/store/keys.ts';
 
@@ -12,13 +12,12 @@ const BURST = 4;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('rate limiting per API key', () => {
-  let h: Harness;
+  const h = useHarness({
+    env: { RATE_LIMIT_PER_SECOND: String(PER_SECOND), RATE_LIMIT_BURST: String(BURST) },
+  });
   let secondApi: Service;
 
   beforeAll(async () => {
-    h = await startHarness({
-      env: { RATE_LIMIT_PER_SECOND: String(PER_SECOND), RATE_LIMIT_BURST: String(BURST) },
-    });
     // A second API process on the same Redis and database.
     secondApi = await startService({
       config: h.config,
@@ -29,7 +28,6 @@ describe('rate limiting per API key', () => {
   });
   afterAll(async () => {
     await secondApi?.close();
-    await h?.close();
   });
 
   const newKey = async (): Promise<string> =>

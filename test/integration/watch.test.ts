@@ -8,7 +8,7 @@ import { MachineRegistry } from '../../src/domain/registry.ts';
 import type { EventInput } from '../../src/domain/event-schema.ts';
 import type { EntityView } from '../../src/store/queries.ts';
 import { machines } from '../../machines/index.ts';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { useHarness } from '../helpers/harness.ts';
 import { openSse, type SseStream } from '../helpers/sse.ts';
 
 /** The watch stream: Server-Sent Events of a collection's changes (docs/design.md#changes). */
@@ -27,27 +27,25 @@ const promo = (entityId: string, type: string, extra: Partial<EventInput> = {}):
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('watching a collection', () => {
-  let h: Harness;
+  const h = useHarness({
+    env: {
+      WATCH_HEARTBEAT_MS: '300',
+      WATCH_POLL_MS: '200',
+      WATCH_MAX_BUFFERED_BYTES: String(MAX_BUFFERED),
+      WATCH_STALL_TIMEOUT_MS: '10000',
+    },
+  });
   let pool: pg.Pool;
   let applier: Applier;
   const streams: SseStream[] = [];
 
   beforeAll(async () => {
-    h = await startHarness({
-      env: {
-        WATCH_HEARTBEAT_MS: '300',
-        WATCH_POLL_MS: '200',
-        WATCH_MAX_BUFFERED_BYTES: String(MAX_BUFFERED),
-        WATCH_STALL_TIMEOUT_MS: '10000',
-      },
-    });
     pool = new pg.Pool({ connectionString: h.databaseUrl, max: 4 });
     applier = new Applier(pool, registry, logger);
   });
   afterAll(async () => {
     for (const s of streams) s.close();
     await pool?.end();
-    await h?.close();
   });
 
   const apply = (events: EventInput[]) =>

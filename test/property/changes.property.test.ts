@@ -7,7 +7,7 @@ import { MachineRegistry } from '../../src/domain/registry.ts';
 import type { EventInput } from '../../src/domain/event-schema.ts';
 import { ENTITY_COLUMNS, toView, type EntityRow, type EntityView } from '../../src/store/entity-view.ts';
 import { machines } from '../../machines/index.ts';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { useHarness } from '../helpers/harness.ts';
 import { deliveryArb, historyArb, renamed } from '../helpers/histories.ts';
 import { openSse, type SseStream } from '../helpers/sse.ts';
 
@@ -36,7 +36,7 @@ const seen = (v: EntityView) => ({
 });
 
 describe('following changes under concurrent appliers', () => {
-  let h: Harness;
+  const h = useHarness({ env: { WATCH_POLL_MS: '100' } });
   const pools: pg.Pool[] = [];
   const appliers: Applier[] = [];
   let stream: SseStream;
@@ -48,7 +48,6 @@ describe('following changes under concurrent appliers', () => {
   let poller: Promise<void>;
 
   beforeAll(async () => {
-    h = await startHarness({ env: { WATCH_POLL_MS: '100' } });
     for (let i = 0; i < APPLIERS; i++) {
       const pool = new pg.Pool({ connectionString: h.databaseUrl, max: 2 });
       pools.push(pool);
@@ -79,7 +78,6 @@ describe('following changes under concurrent appliers', () => {
     await poller;
     stream?.close();
     for (const p of pools) await p.end();
-    await h?.close();
   });
 
   function takeStream(): void {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
-import { startHarness, type Harness } from '../helpers/harness.ts';
+import { useHarness } from '../helpers/harness.ts';
 import { assertQueueConvergence, JOB_RETRIES, jobData } from '../helpers/convergence.ts';
 import { createRedis } from '../../src/queue/redis.ts';
 import { REDIS_URL } from '../helpers/db.ts';
@@ -9,19 +9,17 @@ const RUNS = 5;
 const HISTORIES_PER_RUN = 110;
 
 describe('convergence through the real queue and database', () => {
-  let h: Harness;
+  // The API process's worker plus two worker-only services: three workers compete for jobs.
+  const h = useHarness({ workers: 2, env: { WORKER_CONCURRENCY: '16', BATCH_FLUSH_MS: '3' } });
   let queue: Queue;
   const redis = createRedis(REDIS_URL);
 
   beforeAll(async () => {
-    // The API process's worker plus two worker-only services: three workers compete for jobs.
-    h = await startHarness({ workers: 2, env: { WORKER_CONCURRENCY: '16', BATCH_FLUSH_MS: '3' } });
     queue = new Queue(h.queueName, { connection: redis });
   });
   afterAll(async () => {
     await queue?.close();
     redis.disconnect();
-    await h?.close();
   });
 
   for (const machineName of ['promotion', 'campaign']) {
