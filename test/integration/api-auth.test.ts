@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useHarness } from '../helpers/harness.ts';
+import { promo } from '../helpers/events.ts';
 import { createKey, revokeKey } from '../../src/store/keys.ts';
 import type { EntityView } from '../../src/store/queries.ts';
 
@@ -15,13 +16,6 @@ interface Page<T> {
   items: T[];
   nextCursor: string | null;
 }
-
-const promo = (entityId: string, type: string, extra: Record<string, unknown> = {}) => ({
-  machine: 'promotion',
-  entityId,
-  type,
-  ...extra,
-});
 
 /** The id part of a `psk_<id>_<secret>` key. */
 const keyId = (key: string): string => key.split('_')[1]!;

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import pino from 'pino';
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { useHarness } from '../helpers/harness.ts';
+import { promo } from '../helpers/events.ts';
 import { REDIS_URL, uniqueQueueName } from '../helpers/db.ts';
 import { loadConfig } from '../../src/config.ts';
 import { startService } from '../../src/service.ts';
@@ -28,13 +29,6 @@ interface WaitAnswer {
   jobId: string;
   results: Result[];
 }
-
-const promo = (entityId: string, type: string, extra: Record<string, unknown> = {}) => ({
-  machine: 'promotion',
-  entityId,
-  type,
-  ...extra,
-});
 
 describe('events over REST', () => {
   const h = useHarness();

@@ -1,5 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useHarness } from '../helpers/harness.ts';
+import { promo } from '../helpers/events.ts';
+import { sleep } from '../helpers/load.ts';
 import { createKey } from '../../src/store/keys.ts';
 import type { EntityView, EventView } from '../../src/store/queries.ts';
 
@@ -20,15 +22,6 @@ interface MachineView {
   diagnostics: Array<{ level: string; message: string }>;
   ok: boolean;
 }
-
-const promo = (entityId: string, type: string, extra: Record<string, unknown> = {}) => ({
-  machine: 'promotion',
-  entityId,
-  type,
-  ...extra,
-});
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('reading over REST', () => {
   const h = useHarness();

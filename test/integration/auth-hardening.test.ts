@@ -4,6 +4,7 @@ import pino from 'pino';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { useHarness } from '../helpers/harness.ts';
+import { promo } from '../helpers/events.ts';
 import { REDIS_URL } from '../helpers/db.ts';
 import { createRedis } from '../../src/queue/redis.ts';
 import { startService, type Service } from '../../src/service.ts';
@@ -20,13 +21,6 @@ vi.mock('node:crypto', async (importOriginal) => {
  * cannot be spoofed, revocation is immediate everywhere, keys are compared in constant time,
  * merchants are isolated on every read endpoint and the admin endpoints refuse everyone else.
  */
-
-const promo = (entityId: string, type: string, extra: Record<string, unknown> = {}) => ({
-  machine: 'promotion',
-  entityId,
-  type,
-  ...extra,
-});
 
 const keyId = (key: string): string => key.split('_')[1]!;
 const basic = (key: string): string => `Basic ${Buffer.from(`anyone:${key}`).toString('base64')}`;

@@ -8,6 +8,8 @@ import type { EventInput } from '../../src/domain/event-schema.ts';
 import type { EntityView } from '../../src/store/queries.ts';
 import { machines } from '../../machines/index.ts';
 import { useHarness } from '../helpers/harness.ts';
+import { promo } from '../helpers/events.ts';
+import { sleep } from '../helpers/load.ts';
 
 /** Following changes with changesSince: nothing a late commit writes is skipped (docs/design.md#changes). */
 
@@ -24,15 +26,6 @@ interface ChangePage {
   nextChangesSince: string;
   more: boolean;
 }
-
-const promo = (entityId: string, type: string, extra: Partial<EventInput> = {}): EventInput => ({
-  machine: 'promotion',
-  entityId,
-  type,
-  ...extra,
-});
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('following changes', () => {
   const h = useHarness();

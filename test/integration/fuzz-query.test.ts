@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { useHarness, type Harness } from '../helpers/harness.ts';
+import { promo } from '../helpers/events.ts';
 
 /**
  * Hostile query strings and paths on the read endpoints: never a 5xx, always a JSON answer,
@@ -8,13 +9,6 @@ import { useHarness, type Harness } from '../helpers/harness.ts';
  */
 
 const RUNS = 1000;
-
-const promo = (entityId: string, type: string, extra: Record<string, unknown> = {}) => ({
-  machine: 'promotion',
-  entityId,
-  type,
-  ...extra,
-});
 
 interface State {
   entities: string;

@@ -9,6 +9,8 @@ import type { EventInput } from '../../src/domain/event-schema.ts';
 import type { EntityView } from '../../src/store/queries.ts';
 import { machines } from '../../machines/index.ts';
 import { useHarness } from '../helpers/harness.ts';
+import { promo } from '../helpers/events.ts';
+import { sleep } from '../helpers/load.ts';
 import { openSse, type SseStream } from '../helpers/sse.ts';
 
 /** The watch stream: Server-Sent Events of a collection's changes (docs/design.md#changes). */
@@ -16,15 +18,6 @@ import { openSse, type SseStream } from '../helpers/sse.ts';
 const registry = MachineRegistry.from(machines);
 const logger = pino({ level: 'silent' });
 const MAX_BUFFERED = 64 * 1024;
-
-const promo = (entityId: string, type: string, extra: Partial<EventInput> = {}): EventInput => ({
-  machine: 'promotion',
-  entityId,
-  type,
-  ...extra,
-});
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('watching a collection', () => {
   const h = useHarness({
