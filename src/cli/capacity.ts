@@ -1,20 +1,7 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../config.ts';
-import { requireDatabase, resolveTargets } from './targets.ts';
+import { withDatabase } from './targets.ts';
 import { ID_PATTERN, type LimitsPatch } from '../domain/index.ts';
-import { capacitySummary, openDatabase, setLimits } from '../store/index.ts';
-
-async function withPool<T>(fn: (db: ReturnType<typeof openDatabase>) => Promise<T>): Promise<T> {
-  const config = loadConfig();
-  // DATABASE_URL, else the embedded database of a `promosync start` running on DATA_DIR.
-  const url = requireDatabase(await resolveTargets(config), config.dataDir);
-  const db = openDatabase(url, 1);
-  try {
-    return await fn(db);
-  } finally {
-    await db.close();
-  }
-}
+import { capacitySummary, setLimits } from '../store/index.ts';
 
 /** A limit option: a non-negative integer, or `none` to remove the limit. */
 function limit(name: string, v: string | undefined): number | null | undefined {
@@ -41,7 +28,7 @@ export function registerCapacity(program: Command): void {
     .argument('<promotionId>')
     .option('--customer <customerId>', 'also show the perCustomer figures of this customer')
     .action(async (id: string, o: { customer?: string }) => {
-      const summary = await withPool((db) => capacitySummary(db.pool, promotionId(id), o.customer));
+      const summary = await withDatabase((db) => capacitySummary(db.pool, promotionId(id), o.customer));
       process.stdout.write(
         `${JSON.stringify(summary ?? { promotionId: id, total: null, perCustomer: null, perWindow: null }, null, 2)}\n`,
       );
@@ -80,7 +67,7 @@ export function registerCapacity(program: Command): void {
         }
         if (Object.keys(patch).length === 0)
           throw new Error('nothing to set: give at least one limit option');
-        const summary = await withPool(async (db) => {
+        const summary = await withDatabase(async (db) => {
           await setLimits(db.pool, promotionId(id), patch);
           return capacitySummary(db.pool, id);
         });

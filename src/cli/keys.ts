@@ -1,22 +1,8 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../config.ts';
-import { requireDatabase, resolveTargets } from './targets.ts';
-import { openDatabase } from '../store/index.ts';
+import { withDatabase } from './targets.ts';
 import { createKey, listKeys, revokeKey, type Role } from '../store/index.ts';
 import { ADMIN_SOURCE, ID_PATTERN, sourceSchema } from '../domain/index.ts';
 import { machines } from '../../machines/index.ts';
-
-async function withDb<T>(fn: (db: ReturnType<typeof openDatabase>) => Promise<T>): Promise<T> {
-  const config = loadConfig();
-  // DATABASE_URL, else the embedded database of a `promosync start` running on DATA_DIR.
-  const url = requireDatabase(await resolveTargets(config), config.dataDir);
-  const db = openDatabase(url, 1);
-  try {
-    return await fn(db);
-  } finally {
-    await db.close();
-  }
-}
 
 /** `keys create|list|revoke`. */
 export function registerKeys(program: Command): void {
@@ -82,7 +68,7 @@ export function registerKeys(program: Command): void {
           .filter(Boolean);
         const unknown = list?.filter((m) => !(m in machines)) ?? [];
         if (unknown.length > 0) throw new Error(`unknown machine(s): ${unknown.join(', ')}`);
-        const { key, record } = await withDb((db) =>
+        const { key, record } = await withDatabase((db) =>
           createKey(db.prisma, {
             role,
             ...(o.source ? { source: o.source } : {}),
@@ -99,7 +85,7 @@ export function registerKeys(program: Command): void {
     .command('list')
     .description('list keys (ids and scopes, never secrets)')
     .action(async () => {
-      const keys = await withDb((db) => listKeys(db.prisma));
+      const keys = await withDatabase((db) => listKeys(db.prisma));
       for (const k of keys) {
         const scope =
           k.role === 'producer'
@@ -120,7 +106,7 @@ export function registerKeys(program: Command): void {
     .description('revoke a key by id; every API process is notified and refuses it from then on')
     .argument('<id>', 'the key id shown by keys list')
     .action(async (id: string) => {
-      const ok = await withDb((db) => revokeKey(db.prisma, id));
+      const ok = await withDatabase((db) => revokeKey(db.prisma, id));
       if (!ok) throw new Error(`no key ${id}`);
       process.stdout.write(`revoked ${id}\n`);
     });

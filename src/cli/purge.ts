@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
 import { machines } from '../../machines/index.ts';
-import { loadConfig } from '../config.ts';
-import { requireDatabase, resolveTargets } from './targets.ts';
+import { withDatabase } from './targets.ts';
 import { MachineRegistry } from '../domain/index.ts';
-import { openDatabase, parseDuration, purgeTombstones } from '../store/index.ts';
+import { parseDuration, purgeTombstones } from '../store/index.ts';
 
 /** `purge`: the optional tombstone retention. */
 export function registerPurge(program: Command): void {
@@ -20,19 +19,13 @@ export function registerPurge(program: Command): void {
         '\nExamples:\n  promosync purge --older-than 180d --dry-run\n  promosync purge --older-than 180d',
     )
     .action(async (o: { olderThan: string; dryRun?: boolean }) => {
-      const config = loadConfig();
       const cutoff = new Date(Date.now() - parseDuration(o.olderThan));
-      const db = openDatabase(requireDatabase(await resolveTargets(config), config.dataDir), 1);
-      try {
-        const r = await purgeTombstones(db.pool, MachineRegistry.from(machines), cutoff, {
-          dryRun: o.dryRun ?? false,
-        });
-        const verb = r.dryRun ? 'would purge' : 'purged';
-        for (const [m, n] of Object.entries(r.entities))
-          process.stdout.write(`${verb} ${n} ${m} tombstone(s) older than ${cutoff.toISOString()}\n`);
-        process.stdout.write(`${verb} ${r.events} event-log row(s) and ${r.eventKeys} idempotency key(s)\n`);
-      } finally {
-        await db.close();
-      }
+      const r = await withDatabase((db) =>
+        purgeTombstones(db.pool, MachineRegistry.from(machines), cutoff, { dryRun: o.dryRun ?? false }),
+      );
+      const verb = r.dryRun ? 'would purge' : 'purged';
+      for (const [m, n] of Object.entries(r.entities))
+        process.stdout.write(`${verb} ${n} ${m} tombstone(s) older than ${cutoff.toISOString()}\n`);
+      process.stdout.write(`${verb} ${r.events} event-log row(s) and ${r.eventKeys} idempotency key(s)\n`);
     });
 }

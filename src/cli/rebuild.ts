@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
 import { machines } from '../../machines/index.ts';
-import { loadConfig } from '../config.ts';
 import { MachineRegistry, type Drift, type FieldEntry } from '../domain/index.ts';
-import { openDatabase, rebuildRows, type EntityDrift, type RebuildReport } from '../store/index.ts';
-import { requireDatabase, resolveTargets } from './targets.ts';
+import { rebuildRows, type EntityDrift, type RebuildReport } from '../store/index.ts';
+import { withDatabase } from './targets.ts';
 
 function show(v: Drift['stored']): string {
   if (v === undefined) return '(none)';
@@ -96,24 +95,21 @@ Examples:
   DATABASE_URL=postgresql://db/promosync promosync rebuild`,
     )
     .action(async (o: { fix?: boolean; machine?: string }) => {
-      const config = loadConfig();
-      const url = requireDatabase(await resolveTargets(config), config.dataDir);
       const registry = MachineRegistry.from(machines);
-      const db = openDatabase(url, 2);
-      try {
-        const report = await rebuildRows(db.pool, registry, {
-          fix: o.fix ?? false,
-          ...(o.machine ? { machine: o.machine } : {}),
-          onProgress: (machine, rows) => {
-            if (process.stderr.isTTY) process.stderr.write(`\r${machine}: ${rows} rows checked`);
-          },
-        });
-        if (process.stderr.isTTY) process.stderr.write('\n');
-        process.stdout.write(formatRebuildReport(report, o.fix ?? false));
-        const left = report.drifted.filter((d) => !d.fixed);
-        if (left.length > 0) process.exitCode = 1;
-      } finally {
-        await db.close();
-      }
+      const report = await withDatabase(
+        (db) =>
+          rebuildRows(db.pool, registry, {
+            fix: o.fix ?? false,
+            ...(o.machine ? { machine: o.machine } : {}),
+            onProgress: (machine, rows) => {
+              if (process.stderr.isTTY) process.stderr.write(`\r${machine}: ${rows} rows checked`);
+            },
+          }),
+        2,
+      );
+      if (process.stderr.isTTY) process.stderr.write('\n');
+      process.stdout.write(formatRebuildReport(report, o.fix ?? false));
+      const left = report.drifted.filter((d) => !d.fixed);
+      if (left.length > 0) process.exitCode = 1;
     });
 }

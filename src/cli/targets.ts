@@ -1,6 +1,7 @@
-import type { Config } from '../config.ts';
+import { loadConfig, type Config } from '../config.ts';
 import { DEFAULT_REDIS_URL } from '../queue/index.ts';
 import { readRunningInfo } from '../runtime/index.ts';
+import { openDatabase, type Database } from '../store/index.ts';
 
 /** The API a client command talks to when neither --url nor PROMOSYNC_URL says. */
 export const DEFAULT_API_URL = 'http://127.0.0.1:3000';
@@ -33,4 +34,19 @@ export function requireDatabase(targets: Targets, dataDir: string): string {
     `DATABASE_URL is not set, and no \`promosync start\` with an embedded database is running on ${dataDir}; ` +
       'set DATABASE_URL (or DATA_DIR to the running one)',
   );
+}
+
+/**
+ * Runs `fn` on the database a command works on directly (DATABASE_URL, else the embedded
+ * database of a `promosync start` running on DATA_DIR) through a pool of `poolSize`
+ * connections, and closes it afterwards.
+ */
+export async function withDatabase<T>(fn: (db: Database) => Promise<T>, poolSize = 1): Promise<T> {
+  const config = loadConfig();
+  const db = openDatabase(requireDatabase(await resolveTargets(config), config.dataDir), poolSize);
+  try {
+    return await fn(db);
+  } finally {
+    await db.close();
+  }
 }
