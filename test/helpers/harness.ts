@@ -30,6 +30,8 @@ export interface Harness {
   request(path: string, init?: RequestInit & { key?: string | null; json?: unknown }): Promise<Response>;
   /** Every partition's queue (just the one queue unless QUEUE_PARTITIONS is set). */
   queues: Queue[];
+  /** The first partition's queue: the queue, unless QUEUE_PARTITIONS is set. */
+  queue: Queue;
   /** Waits until the queues have no waiting, active or delayed jobs. */
   drain(timeoutMs?: number): Promise<void>;
   /**
@@ -93,6 +95,7 @@ export async function startHarness(
     service,
     workers,
     queues,
+    queue: queues[0]!,
     keys,
     async request(path, init = {}) {
       const { key = keys.producer, json, ...rest } = init;

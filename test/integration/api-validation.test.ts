@@ -1,8 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Queue } from 'bullmq';
 import { useHarness } from '../helpers/harness.ts';
-import { REDIS_URL } from '../helpers/db.ts';
-import { createRedis } from '../../src/queue/index.ts';
 
 /** The event contract (docs/design.md#event-contract): every kind of bad input is refused with a clear reason and changes nothing. */
 
@@ -655,24 +652,17 @@ describe('attribute limits set lower', () => {
   });
 
   it('a job put on the queue directly over the limits fails at once, without retries, naming the field', async () => {
-    const redis = createRedis(REDIS_URL);
-    const queue = new Queue(h.queueName, { connection: redis });
-    try {
-      const job = await queue.add(
-        'events',
-        { source: 'direct', ...valid, entityId: 'low-q', data: { a: 1, b: 2, c: 3, d: 4 } },
-        { attempts: 5 },
-      );
-      await h.drain();
-      const failed = (await queue.getJob(job.id!))!;
-      expect(await failed.getState()).toBe('failed');
-      expect(failed.attemptsMade).toBe(1);
-      expect(failed.failedReason).toMatch(/"path":"data".*at most 3/);
-      const res = await h.request('/v1/promotions/low-q', { key: h.keys.admin });
-      expect(res.status).toBe(404);
-    } finally {
-      await queue.close();
-      redis.disconnect();
-    }
+    const job = await h.queue.add(
+      'events',
+      { source: 'direct', ...valid, entityId: 'low-q', data: { a: 1, b: 2, c: 3, d: 4 } },
+      { attempts: 5 },
+    );
+    await h.drain();
+    const failed = (await h.queue.getJob(job.id!))!;
+    expect(await failed.getState()).toBe('failed');
+    expect(failed.attemptsMade).toBe(1);
+    expect(failed.failedReason).toMatch(/"path":"data".*at most 3/);
+    const res = await h.request('/v1/promotions/low-q', { key: h.keys.admin });
+    expect(res.status).toBe(404);
   });
 });

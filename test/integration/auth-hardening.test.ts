@@ -1,12 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import * as crypto from 'node:crypto';
 import pino from 'pino';
-import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { useHarness } from '../helpers/harness.ts';
 import { promo } from '../helpers/events.ts';
-import { REDIS_URL } from '../helpers/db.ts';
-import { createRedis } from '../../src/queue/redis.ts';
 import { startService, type Service } from '../../src/service.ts';
 import { createKey, revokeKey, verifyKey } from '../../src/store/keys.ts';
 
@@ -27,14 +23,10 @@ const basic = (key: string): string => `Basic ${Buffer.from(`anyone:${key}`).toS
 
 describe('auth hardening', () => {
   const h = useHarness({ env: { RATE_LIMIT_PER_SECOND: '0' } });
-  let redis: Redis;
-  let queue: Queue;
   let secondApi: Service;
   let secondUrl: string;
 
   beforeAll(async () => {
-    redis = createRedis(REDIS_URL);
-    queue = new Queue(h.queueName, { connection: redis });
     secondApi = await startService({
       config: h.config,
       logger: pino({ level: 'silent' }),
@@ -64,8 +56,6 @@ describe('auth hardening', () => {
   });
   afterAll(async () => {
     await secondApi?.close();
-    await queue?.close();
-    redis?.disconnect();
   });
 
   const sourceOf = async (eventId: string): Promise<string[]> =>
@@ -415,7 +405,7 @@ describe('auth hardening', () => {
           expect(res.status, `${method} ${route} with ${auth?.slice(0, 12) ?? 'no key'}`).toBe(status);
         }
       }
-      expect(await queue.isPaused()).toBe(false);
+      expect(await h.queue.isPaused()).toBe(false);
       expect(await h.state()).toEqual(before);
     });
 

@@ -1,10 +1,8 @@
 import pg from 'pg';
-import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useHarness } from '../helpers/harness.ts';
 import { REDIS_URL } from '../helpers/db.ts';
 import { runCli } from '../helpers/cli.ts';
-import { createRedis } from '../../src/queue/index.ts';
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -19,27 +17,21 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
 describe('promosync failed', () => {
   // One attempt per job, so a failure lands in the failed set at once.
   const h = useHarness({ env: { JOB_ATTEMPTS: '1' } });
-  let queue: Queue;
-  let redis: ReturnType<typeof createRedis>;
   let db: pg.Client;
   let env: Record<string, string>;
 
   beforeAll(async () => {
-    redis = createRedis(REDIS_URL);
-    queue = new Queue(h.queueName, { connection: redis });
     db = new pg.Client({ connectionString: h.databaseUrl });
     await db.connect();
     env = { REDIS_URL, QUEUE_NAME: h.queueName };
   });
   afterAll(async () => {
     await db?.end();
-    await queue?.close();
-    redis?.disconnect();
   });
 
   const failedIds = async (n: number): Promise<string[]> =>
     until(`${n} failed jobs`, async () => {
-      const ids = (await queue.getFailed(0, -1)).map((j) => j.id!);
+      const ids = (await h.queue.getFailed(0, -1)).map((j) => j.id!);
       return ids.length >= n ? ids : undefined;
     });
 
@@ -47,7 +39,7 @@ describe('promosync failed', () => {
     expect((await runCli(['failed', 'list'], env)).stdout).toBe('no failed jobs\n');
 
     // A job with bad data (no source, unknown event type): rejected without retries.
-    const bad = await queue.add('events', {
+    const bad = await h.queue.add('events', {
       events: [{ machine: 'promotion', entityId: 'p-bad', type: 'launch' }],
     });
     // A good event while the database cannot take it (a table renamed away): it fails too.
@@ -97,7 +89,7 @@ describe('promosync failed', () => {
       return r.status === 200 ? ((await r.json()) as Record<string, unknown>) : undefined;
     });
     expect(promo).toMatchObject({ status: 'CREATED', attributes: { title: 'x' } });
-    expect(await (await queue.getJob(goodId))!.getState()).toBe('completed');
+    expect(await (await h.queue.getJob(goodId))!.getState()).toBe('completed');
 
     // Retrying everything: the bad job runs again and fails again, for the same reason.
     const all = await runCli(['failed', 'retry', '--all'], env);

@@ -1,10 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { splitBody } from '../../src/domain/event-schema.ts';
-import { createRedis } from '../../src/queue/redis.ts';
-import { REDIS_URL } from '../helpers/db.ts';
 import { useHarness } from '../helpers/harness.ts';
 
 /**
@@ -24,18 +20,7 @@ interface Sent {
 
 describe('fuzzing POST /v1/events', () => {
   const h = useHarness({ env: { RATE_LIMIT_PER_SECOND: '0' } });
-  let redis: Redis;
-  let queue: Queue;
   const sent: Sent = { accepted: 0, acceptedEntities: new Set(), statuses: {} };
-
-  beforeAll(async () => {
-    redis = createRedis(REDIS_URL);
-    queue = new Queue(h.queueName, { connection: redis });
-  });
-  afterAll(async () => {
-    await queue?.close();
-    redis?.disconnect();
-  });
 
   /** Whether the contract accepts a parsed body, for the producer key (source test-src, all machines). */
   const valid = (body: unknown): { ok: true; events: Array<{ entityId: string }> } | { ok: false } => {
@@ -326,7 +311,7 @@ describe('fuzzing POST /v1/events', () => {
 
   it('no refused body changed anything: the queue and the log hold exactly the accepted events', async () => {
     await h.drain(120_000);
-    const failed = await queue.getFailed(0, 10);
+    const failed = await h.queue.getFailed(0, 10);
     expect(failed.map((j) => j.failedReason)).toEqual([]);
     const log = await h.service.db.pool.query<{ n: string }>('SELECT count(*) AS n FROM event_log');
     expect(Number(log.rows[0]!.n)).toBe(sent.accepted);

@@ -1,9 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
 import { useHarness } from '../helpers/harness.ts';
-import { REDIS_URL } from '../helpers/db.ts';
-import { createRedis } from '../../src/queue/redis.ts';
 
 /** One sample of a Prometheus text exposition: name, labels and value. */
 interface Sample {
@@ -28,17 +24,6 @@ function parseMetrics(text: string): Sample[] {
 
 describe('/metrics', () => {
   const h = useHarness();
-  let redis: Redis;
-  let queue: Queue;
-
-  beforeAll(async () => {
-    redis = createRedis(REDIS_URL);
-    queue = new Queue(h.queueName, { connection: redis });
-  });
-  afterAll(async () => {
-    await queue?.close();
-    redis?.disconnect();
-  });
 
   type Lookup = ((name: string, labels?: Record<string, string>) => number | undefined) & { names: string[] };
 
@@ -124,7 +109,12 @@ describe('/metrics', () => {
       json: { machine: 'promotion', entityId: 'bad id', type: 'create' },
     });
     expect(refused.status).toBe(400);
-    await queue.add('events', { source: 'queue-src', machine: 'promotion', entityId: 'x', type: 'explode' });
+    await h.queue.add('events', {
+      source: 'queue-src',
+      machine: 'promotion',
+      entityId: 'x',
+      type: 'explode',
+    });
     await h.drain();
     await expect
       .poll(
@@ -149,7 +139,7 @@ describe('/metrics', () => {
     expect(m('promosync_queue_jobs', { queue: h.queueName, state: 'waiting' })).toBe(0);
 
     // A job not due yet shows up as delayed.
-    const job = await queue.add(
+    const job = await h.queue.add(
       'events',
       { source: 'queue-src', machine: 'promotion', entityId: 'later', type: 'create' },
       { delay: 600_000 },

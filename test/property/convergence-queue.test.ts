@@ -1,9 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Queue } from 'bullmq';
+import { describe, expect, it } from 'vitest';
 import { useHarness } from '../helpers/harness.ts';
 import { assertQueueConvergence, JOB_RETRIES, jobData } from '../helpers/convergence.ts';
-import { createRedis } from '../../src/queue/redis.ts';
-import { REDIS_URL } from '../helpers/db.ts';
 
 const RUNS = 5;
 const HISTORIES_PER_RUN = 110;
@@ -11,16 +8,6 @@ const HISTORIES_PER_RUN = 110;
 describe('convergence through the real queue and database', () => {
   // The API process's worker plus two worker-only services: three workers compete for jobs.
   const h = useHarness({ workers: 2, env: { WORKER_CONCURRENCY: '16', BATCH_FLUSH_MS: '3' } });
-  let queue: Queue;
-  const redis = createRedis(REDIS_URL);
-
-  beforeAll(async () => {
-    queue = new Queue(h.queueName, { connection: redis });
-  });
-  afterAll(async () => {
-    await queue?.close();
-    redis.disconnect();
-  });
 
   for (const machineName of ['promotion', 'campaign']) {
     it(`every ${machineName} row equals the in-order application of its delivered events, whatever the arrival order`, async () => {
@@ -30,11 +17,11 @@ describe('convergence through the real queue and database', () => {
         runs: RUNS,
         async deliver(chunks) {
           // Producers add jobs straight to BullMQ: single events and batches of various sizes.
-          await queue.addBulk(
+          await h.queue.addBulk(
             chunks.map((chunk) => ({ name: 'events', data: jobData(chunk), opts: JOB_RETRIES })),
           );
           await h.drain();
-          const failed = await queue.getFailedCount();
+          const failed = await h.queue.getFailedCount();
           expect(failed).toBe(0);
         },
       });
