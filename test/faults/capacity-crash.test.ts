@@ -1,7 +1,7 @@
 import http from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { postStatus } from '../helpers/capacity.ts';
-import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
+import { useFaultStage } from '../helpers/fault-stage.ts';
 import { REDIS_URL } from '../helpers/db.ts';
 import { sleep } from '../helpers/load.ts';
 import { startApi, type Child } from '../helpers/processes.ts';
@@ -14,14 +14,7 @@ const CAP = 1000;
 const CLIENTS = 150;
 
 describe('capacity with API processes killed and Postgres cut mid-load', () => {
-  let stage: FaultStage;
-
-  beforeAll(async () => {
-    stage = await prepareStage('capacity', { postgresProxy: true });
-  });
-  afterAll(async () => {
-    await stage?.close();
-  });
+  const stage = useFaultStage('capacity', { postgresProxy: true });
 
   it('never exceeds a limit, loses no acknowledged reservation and takes no order twice', async () => {
     const store = openDatabase(stage.databaseUrl, 1);

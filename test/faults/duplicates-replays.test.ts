@@ -1,12 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { EventInput } from '../../src/domain/event-schema.ts';
 import { REDIS_URL } from '../helpers/db.ts';
-import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
+import { useFaultStage } from '../helpers/fault-stage.ts';
 import {
   buildWorkload,
   checkConvergence,
   failedJobs,
-  obliterate,
   prng,
   Producer,
   report,
@@ -28,15 +27,7 @@ interface RowState {
 }
 
 describe('a flood of duplicates and replays of old events', () => {
-  let stage: FaultStage;
-
-  beforeAll(async () => {
-    stage = await prepareStage('replay');
-  });
-  afterAll(async () => {
-    await stage?.close();
-    if (stage) await obliterate(REDIS_URL, stage.queueName);
-  });
+  const stage = useFaultStage('replay', { obliterateOn: REDIS_URL });
 
   const rows = async (): Promise<Map<string, RowState>> => {
     const r = await stage.pool.query<RowState & { machine: string; entity_id: string }>(

@@ -1,24 +1,16 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import { REDIS_URL } from '../helpers/db.ts';
-import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
-import { expectEveryEventApplied, obliterate, report, sleep } from '../helpers/load.ts';
+import { useFaultStage } from '../helpers/fault-stage.ts';
+import { expectEveryEventApplied, report, sleep } from '../helpers/load.ts';
 import { createRedis } from '../../src/queue/redis.ts';
 
 const OUTAGE_MS = 10_000;
 
 describe('Postgres unreachable for 10 s (a proxy drops and refuses connections)', () => {
-  let stage: FaultStage;
+  const stage = useFaultStage('pgdown', { postgresProxy: true, obliterateOn: REDIS_URL });
   const redis = createRedis(REDIS_URL);
-
-  beforeAll(async () => {
-    stage = await prepareStage('pgdown', { postgresProxy: true });
-  });
-  afterAll(async () => {
-    await stage?.close();
-    if (stage) await obliterate(REDIS_URL, stage.queueName);
-    redis.disconnect();
-  });
+  afterAll(() => redis.disconnect());
 
   it('jobs wait with backoff, /readyz says 503, and everything recovers by itself with no event lost', async () => {
     const { proxy, databaseUrl } = stage.viaProxy!;

@@ -1,18 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { REDIS_URL } from '../helpers/db.ts';
-import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
-import { expectEveryEventApplied, obliterate, report, sleep, watchQueue } from '../helpers/load.ts';
+import { useFaultStage } from '../helpers/fault-stage.ts';
+import { expectEveryEventApplied, report, sleep, watchQueue } from '../helpers/load.ts';
 
 describe('graceful shutdown of a worker under load (SIGTERM)', () => {
-  let stage: FaultStage;
-
-  beforeAll(async () => {
-    stage = await prepareStage('sigterm');
-  });
-  afterAll(async () => {
-    await stage?.close();
-    if (stage) await obliterate(REDIS_URL, stage.queueName);
-  });
+  const stage = useFaultStage('sigterm', { obliterateOn: REDIS_URL });
 
   it('stops taking jobs, finishes its batches, exits 0, and nothing in flight is lost or applied twice', async () => {
     const { api, workers, spawnWorker } = await stage.startServices(

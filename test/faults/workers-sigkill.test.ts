@@ -1,18 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { REDIS_URL } from '../helpers/db.ts';
-import { prepareStage, type FaultStage } from '../helpers/fault-stage.ts';
-import { expectEveryEventApplied, obliterate, report, sleep, watchQueue } from '../helpers/load.ts';
+import { useFaultStage } from '../helpers/fault-stage.ts';
+import { expectEveryEventApplied, report, sleep, watchQueue } from '../helpers/load.ts';
 
 describe('workers killed with SIGKILL mid-load', () => {
-  let stage: FaultStage;
-
-  beforeAll(async () => {
-    stage = await prepareStage('sigkill');
-  });
-  afterAll(async () => {
-    await stage?.close();
-    if (stage) await obliterate(REDIS_URL, stage.queueName);
-  });
+  const stage = useFaultStage('sigkill', { obliterateOn: REDIS_URL });
 
   it('loses no accepted event: jobs of a killed worker are taken up again and every row converges', async () => {
     // Jobs stay active a little longer per batch, so the kills find work in flight.

@@ -1,12 +1,12 @@
 import pg from 'pg';
-import { onTestFailed } from 'vitest';
+import { afterAll, beforeAll, onTestFailed } from 'vitest';
 import { machines } from '../../machines/index.ts';
 import { MachineRegistry } from '../../src/domain/registry.ts';
 import { openDatabase } from '../../src/store/db.ts';
 import { createKey } from '../../src/store/keys.ts';
 import { freshDatabase, uniqueQueueName } from './db.ts';
 import { TcpProxy } from './tcp-proxy.ts';
-import { settleFaultLoad, startFaultLoad, type SettledLoad } from './load.ts';
+import { obliterate, settleFaultLoad, startFaultLoad, type SettledLoad } from './load.ts';
 import { startApi, startWorker, type Child, type ServiceEnv } from './processes.ts';
 
 /** The processes of {@link FaultStage.startServices}. */
@@ -149,5 +149,26 @@ export async function prepareStage(
       await db.drop();
     },
   };
+  return stage;
+}
+
+/**
+ * The stage of the enclosing describe block: prepared before its tests and closed after them
+ * (after the block's own afterAll hooks), its queue then removed from the Redis at `obliterateOn`
+ * when given. The returned object is filled in by that beforeAll hook: use it in tests and hooks.
+ */
+export function useFaultStage(
+  prefix: string,
+  opts: { postgresProxy?: boolean; obliterateOn?: string } = {},
+): FaultStage {
+  const stage = {} as FaultStage;
+  beforeAll(async () => {
+    Object.assign(stage, await prepareStage(prefix, opts));
+  });
+  afterAll(async () => {
+    if (!stage.close) return;
+    await stage.close();
+    if (opts.obliterateOn) await obliterate(opts.obliterateOn, stage.queueName);
+  });
   return stage;
 }
