@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useHarness } from '../helpers/harness.ts';
 import { REDIS_URL } from '../helpers/db.ts';
 import { runCli } from '../helpers/cli.ts';
+import { promo } from '../helpers/events.ts';
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -48,13 +49,7 @@ describe('promosync failed', () => {
     try {
       const res = await h.request('/v1/events', {
         method: 'POST',
-        json: {
-          machine: 'promotion',
-          entityId: 'p-good',
-          type: 'create',
-          eventId: 'g-1',
-          data: { title: 'x' },
-        },
+        json: promo('p-good', 'create', { eventId: 'g-1', data: { title: 'x' } }),
       });
       expect(res.status).toBe(202);
       goodId = ((await res.json()) as { jobId: string }).jobId;
@@ -84,11 +79,11 @@ describe('promosync failed', () => {
     const retried = await runCli(['failed', 'retry', goodId], env);
     expect(retried.code, retried.stderr).toBe(0);
     expect(retried.stdout).toContain(`retried ${goodId}\n`);
-    const promo = await until('p-good applied', async () => {
+    const good = await until('p-good applied', async () => {
       const r = await h.request('/v1/promotions/p-good');
       return r.status === 200 ? ((await r.json()) as Record<string, unknown>) : undefined;
     });
-    expect(promo).toMatchObject({ status: 'CREATED', attributes: { title: 'x' } });
+    expect(good).toMatchObject({ status: 'CREATED', attributes: { title: 'x' } });
     expect(await (await h.queue.getJob(goodId))!.getState()).toBe('completed');
 
     // Retrying everything: the bad job runs again and fails again, for the same reason.

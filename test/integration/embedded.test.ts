@@ -11,6 +11,7 @@ import { freePort, isAlive } from '../../src/runtime/index.ts';
 import { createRedis } from '../../src/queue/index.ts';
 import { freshDatabase, uniqueQueueName } from '../helpers/db.ts';
 import { runCli } from '../helpers/cli.ts';
+import { promo } from '../helpers/events.ts';
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
@@ -62,35 +63,22 @@ describe('start with nothing configured', () => {
     expect(first.banner).toContain(`${first.apiUrl}/v1/events?wait=true`);
     expect(first.banner).toContain('npx promosync keys create');
 
+    const e1 = promo('promo-1', 'create', { eventId: 'e-1', merchantId: 'm-42', data: { title: '10% off' } });
     const pushed = await api(first, key, '/v1/events?wait=true', {
       events: [
-        {
-          machine: 'promotion',
-          entityId: 'promo-1',
-          type: 'create',
-          eventId: 'e-1',
-          merchantId: 'm-42',
-          data: { title: '10% off' },
-        },
-        { machine: 'promotion', entityId: 'promo-1', type: 'activate', eventId: 'e-2' },
-        { machine: 'promotion', entityId: 'promo-2', type: 'delete', eventId: 'e-3' },
+        e1,
+        promo('promo-1', 'activate', { eventId: 'e-2' }),
+        promo('promo-2', 'delete', { eventId: 'e-3' }),
         // A true repeat of e-1 (a repeat with other content would be a conflict).
-        {
-          machine: 'promotion',
-          entityId: 'promo-1',
-          type: 'create',
-          eventId: 'e-1',
-          merchantId: 'm-42',
-          data: { title: '10% off' },
-        },
+        e1,
       ],
     });
     expect(pushed.status).toBe(200);
     const results = ((await pushed.json()) as { results: Array<{ outcome: string; state: string }> }).results;
     expect(results.map((r) => r.outcome)).toEqual(['applied', 'applied', 'applied', 'duplicate']);
 
-    const promo = (await (await api(first, key, '/v1/promotions/promo-1')).json()) as Record<string, unknown>;
-    expect(promo).toMatchObject({
+    const row = (await (await api(first, key, '/v1/promotions/promo-1')).json()) as Record<string, unknown>;
+    expect(row).toMatchObject({
       status: 'ACTIVATED',
       merchantId: 'm-42',
       attributes: { title: '10% off' },
@@ -102,12 +90,12 @@ describe('start with nothing configured', () => {
     });
     expect(created.code, created.stderr).toBe(0);
     const producerKey = created.stdout.trim().split('\n').at(-1)!;
-    const byProducer = await api(first, producerKey, '/v1/events?wait=true', {
-      machine: 'promotion',
-      entityId: 'promo-3',
-      type: 'create',
-      eventId: 'cb-1',
-    });
+    const byProducer = await api(
+      first,
+      producerKey,
+      '/v1/events?wait=true',
+      promo('promo-3', 'create', { eventId: 'cb-1' }),
+    );
     expect(byProducer.status).toBe(200);
 
     // Capacity works on the embedded database too (its SQL functions are plpgsql), set by the CLI.
@@ -167,12 +155,12 @@ describe('start with nothing configured', () => {
       redis.disconnect();
     }
     // An event sent after the restart still meets the old state: a late create is stale.
-    const late = await api(second, key, '/v1/events?wait=true', {
-      machine: 'promotion',
-      entityId: 'promo-1',
-      type: 'create',
-      eventId: 'e-9',
-    });
+    const late = await api(
+      second,
+      key,
+      '/v1/events?wait=true',
+      promo('promo-1', 'create', { eventId: 'e-9' }),
+    );
     expect(((await late.json()) as { results: Array<{ outcome: string }> }).results[0]!.outcome).toBe(
       'stale',
     );

@@ -4,6 +4,7 @@ import pino from 'pino';
 import { useHarness } from '../helpers/harness.ts';
 import { REDIS_URL } from '../helpers/db.ts';
 import { validates } from '../helpers/json-schema.ts';
+import { promo } from '../helpers/events.ts';
 import { createApp } from '../../src/api/index.ts';
 import { CapacityService } from '../../src/capacity/index.ts';
 import { ERROR_MEANING, type OpenApiDocument } from '../../src/api/openapi.ts';
@@ -256,13 +257,7 @@ describe('the OpenAPI document', () => {
   it('describes what the read endpoints return', async () => {
     const post = await h.request('/v1/events?wait=true', {
       method: 'POST',
-      json: {
-        machine: 'promotion',
-        entityId: 'shape-1',
-        type: 'create',
-        merchantId: 'm-1',
-        data: { t: 'x' },
-      },
+      json: promo('shape-1', 'create', { merchantId: 'm-1', data: { t: 'x' } }),
     });
     expect(post.status).toBe(200);
     const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
