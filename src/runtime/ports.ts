@@ -12,8 +12,11 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   return port;
 }
 
-/** Whether a Redis server answers PING at `url` within `timeoutMs`. Never throws. */
-export async function redisAnswers(url: string, timeoutMs = 1500): Promise<boolean> {
+/**
+ * Connects once to the Redis at `url` (no retries, no offline queue, `timeoutMs` to connect),
+ * sends PING and disconnects. Resolves with the answer; rejects with the connection's error.
+ */
+export async function pingRedis(url: string, timeoutMs: number): Promise<string> {
   const client = new Redis(url, {
     lazyConnect: true,
     connectTimeout: timeoutMs,
@@ -24,10 +27,17 @@ export async function redisAnswers(url: string, timeoutMs = 1500): Promise<boole
   client.on('error', () => {});
   try {
     await client.connect();
-    return (await client.ping()) === 'PONG';
-  } catch {
-    return false;
+    return await client.ping();
   } finally {
     client.disconnect();
+  }
+}
+
+/** Whether a Redis server answers PING at `url` within `timeoutMs`. Never throws. */
+export async function redisAnswers(url: string, timeoutMs = 1500): Promise<boolean> {
+  try {
+    return (await pingRedis(url, timeoutMs)) === 'PONG';
+  } catch {
+    return false;
   }
 }

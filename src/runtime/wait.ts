@@ -1,7 +1,7 @@
 import pg from 'pg';
-import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { isTransient } from '../store/index.ts';
+import { pingRedis } from './ports.ts';
 
 /** How {@link waitFor} retries. */
 export interface WaitOptions {
@@ -113,22 +113,11 @@ export function waitForRedis(url: string | readonly string[], opts: WaitOptions)
     async () => {
       let last: unknown;
       for (const u of urls) {
-        const client = new Redis(u, {
-          lazyConnect: true,
-          connectTimeout: 5000,
-          maxRetriesPerRequest: 0,
-          retryStrategy: () => null,
-          enableOfflineQueue: false,
-        });
-        client.on('error', () => {});
         try {
-          await client.connect();
-          await client.ping();
+          await pingRedis(u, 5000);
           return;
         } catch (err) {
           last = err;
-        } finally {
-          client.disconnect();
         }
       }
       throw last;
