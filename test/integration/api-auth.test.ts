@@ -1,16 +1,11 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useHarness } from '../helpers/harness.ts';
+import { expectRefused } from '../helpers/problem.ts';
 import { promo } from '../helpers/events.ts';
 import { createKey, revokeKey } from '../../src/store/keys.ts';
 import type { EntityView } from '../../src/store/queries.ts';
 
 /** Auth (docs/api.md): Bearer keys, roles, producer scopes and merchant isolation. */
-
-interface Problem {
-  status: number;
-  code: string;
-  detail: string;
-}
 
 interface Page<T> {
   items: T[];
@@ -40,30 +35,12 @@ describe('authentication and authorization over REST', () => {
     expect(res.status).toBe(200);
   });
 
-  /** Sends a request that must be refused with `status`/`code` and must change nothing. */
-  async function expectRefused(
-    send: () => Promise<Response>,
-    status: number,
-    code: string,
-  ): Promise<{ res: Response; problem: Problem }> {
-    const before = await h.state();
-    const res = await send();
-    const problem = (await res.json()) as Problem;
-    expect({
-      status: res.status,
-      contentType: res.headers.get('content-type')?.split(';')[0],
-      code: problem.code,
-    }).toEqual({ status, contentType: 'application/problem+json', code });
-    expect(await h.state()).toEqual(before);
-    return { res, problem };
-  }
-
   const pushWith = (headers: Record<string, string>, body: unknown = promo('pushed', 'create')) =>
     h.request('/v1/events', { key: null, method: 'POST', headers, json: body });
 
   describe('keys', () => {
     it('a push without a key is refused with 401 and a WWW-Authenticate challenge', async () => {
-      const { res } = await expectRefused(() => pushWith({}), 401, 'unauthorized');
+      const { res } = await expectRefused(h, () => pushWith({}), 401, 'unauthorized');
       expect(res.headers.get('www-authenticate')).toMatch(/^Bearer\b/);
     });
 
@@ -75,7 +52,7 @@ describe('authentication and authorization over REST', () => {
       '/v1/machines/promotion',
     ]) {
       it(`GET ${path} without a key is refused with 401`, async () => {
-        const { res } = await expectRefused(() => h.request(path, { key: null }), 401, 'unauthorized');
+        const { res } = await expectRefused(h, () => h.request(path, { key: null }), 401, 'unauthorized');
         expect(res.headers.get('www-authenticate')).toMatch(/^Bearer\b/);
       });
     }
@@ -87,13 +64,19 @@ describe('authentication and authorization over REST', () => {
       ['a bare key without the scheme', 'psk_000000000000_x'],
     ] as const) {
       it(`a malformed Authorization header (${name}) is refused with 401`, async () => {
-        const { res } = await expectRefused(() => pushWith({ authorization: header }), 401, 'unauthorized');
+        const { res } = await expectRefused(
+          h,
+          () => pushWith({ authorization: header }),
+          401,
+          'unauthorized',
+        );
         expect(res.headers.get('www-authenticate')).toMatch(/^Bearer\b/);
       });
     }
 
     it('a key that is not in the promosync format is refused with 401', async () => {
       await expectRefused(
+        h,
         () => pushWith({ authorization: 'Bearer not-a-promosync-key' }),
         401,
         'unauthorized',
@@ -102,13 +85,14 @@ describe('authentication and authorization over REST', () => {
 
     it('a well-formed key nobody issued is refused with 401', async () => {
       const unknown = `psk_abcdef012345_${'A'.repeat(43)}`;
-      await expectRefused(() => pushWith({ authorization: `Bearer ${unknown}` }), 401, 'unauthorized');
+      await expectRefused(h, () => pushWith({ authorization: `Bearer ${unknown}` }), 401, 'unauthorized');
     });
 
     it("a real key id with someone else's secret is refused with 401", async () => {
       const [, id] = h.keys.producer.split('_');
       const secret = h.keys.admin.split('_').slice(2).join('_');
       await expectRefused(
+        h,
         () => pushWith({ authorization: `Bearer psk_${id}_${secret}` }),
         401,
         'unauthorized',
@@ -121,23 +105,25 @@ describe('authentication and authorization over REST', () => {
       expect(ok.status).toBe(202);
       expect(await revokeKey(h.service.db.prisma, keyId(key))).toBe(true);
       await expectRefused(
+        h,
         () => h.request('/v1/events', { key, method: 'POST', json: promo('revoked-2', 'create') }),
         401,
         'unauthorized',
       );
-      await expectRefused(() => h.request('/v1/promotions/revoked-1', { key }), 401, 'unauthorized');
+      await expectRefused(h, () => h.request('/v1/promotions/revoked-1', { key }), 401, 'unauthorized');
     });
 
     it('a revoked merchant key can no longer read', async () => {
       const { key } = await createKey(h.service.db.prisma, { role: 'merchant', merchantId: 'm-1' });
       expect((await h.request('/v1/promotions/mine', { key })).status).toBe(200);
       await revokeKey(h.service.db.prisma, keyId(key));
-      await expectRefused(() => h.request('/v1/promotions/mine', { key }), 401, 'unauthorized');
+      await expectRefused(h, () => h.request('/v1/promotions/mine', { key }), 401, 'unauthorized');
     });
 
     it('a request without a key is refused with 401 before its body is looked at', async () => {
       // Authentication comes first: an anonymous client learns nothing about body parsing.
       const { res } = await expectRefused(
+        h,
         () =>
           h.request('/v1/events', {
             key: null,
@@ -155,6 +141,7 @@ describe('authentication and authorization over REST', () => {
   describe('roles and scopes', () => {
     it('a merchant key may not push events (403)', async () => {
       const { problem } = await expectRefused(
+        h,
         () =>
           h.request('/v1/events', {
             key: h.keys.merchant,
@@ -169,6 +156,7 @@ describe('authentication and authorization over REST', () => {
 
     it('a merchant key may not push even with ?wait=true', async () => {
       await expectRefused(
+        h,
         () =>
           h.request('/v1/events?wait=true', {
             key: h.keys.merchant,
@@ -182,6 +170,7 @@ describe('authentication and authorization over REST', () => {
 
     it('a producer may not push events of a machine outside its scope (403)', async () => {
       const { problem } = await expectRefused(
+        h,
         () =>
           h.request('/v1/events', { key: h.keys.producer2, method: 'POST', json: promo('scoped', 'create') }),
         403,
@@ -192,6 +181,7 @@ describe('authentication and authorization over REST', () => {
 
     it('a batch is refused whole when one of its events is outside the producer scope', async () => {
       await expectRefused(
+        h,
         () =>
           h.request('/v1/events', {
             key: h.keys.producer2,
@@ -204,8 +194,9 @@ describe('authentication and authorization over REST', () => {
     });
 
     it('a producer scoped to other machines does not see the promotions collection', async () => {
-      await expectRefused(() => h.request('/v1/promotions', { key: h.keys.producer2 }), 404, 'not_found');
+      await expectRefused(h, () => h.request('/v1/promotions', { key: h.keys.producer2 }), 404, 'not_found');
       await expectRefused(
+        h,
         () => h.request('/v1/promotions/mine', { key: h.keys.producer2 }),
         404,
         'not_found',
@@ -245,7 +236,7 @@ describe('authentication and authorization over REST', () => {
 
   describe('merchant isolation', () => {
     const notFound = async (path: string, key: string) => {
-      const { problem } = await expectRefused(() => h.request(path, { key }), 404, 'not_found');
+      const { problem } = await expectRefused(h, () => h.request(path, { key }), 404, 'not_found');
       return problem;
     };
 

@@ -2,17 +2,12 @@ import { request as httpRequest } from 'node:http';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { useHarness } from '../helpers/harness.ts';
+import type { Problem } from '../helpers/problem.ts';
 
 /**
  * Inputs that once got past validation into the database or the parsers and came back as
  * 500s. Each must be a 4xx problem document, and none may break a later read.
  */
-
-interface Problem {
-  status: number;
-  code: string;
-  detail: string;
-}
 
 const promo = (entityId: string, extra: Record<string, unknown> = {}) => ({
   machine: 'promotion',

@@ -1,23 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { useHarness } from '../helpers/harness.ts';
+import { expectRefused as expectRefusedBy, type FieldProblem, type Problem } from '../helpers/problem.ts';
 
 /** The event contract (docs/design.md#event-contract): every kind of bad input is refused with a clear reason and changes nothing. */
-
-interface FieldProblem {
-  index?: number;
-  path: string;
-  message: string;
-}
-
-interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  code: string;
-  detail: string;
-  instance: string;
-  errors?: FieldProblem[];
-}
 
 /** What a rejected request must leave exactly as it was. */
 
@@ -62,20 +47,12 @@ describe('bad input over REST', () => {
     send: () => Promise<Response>,
     expected: { status: number; code: string; problems?: Array<Partial<FieldProblem>> },
   ): Promise<Problem> {
-    const before = await h.state();
-    const res = await send();
-    const problem = (await res.json()) as Problem;
-    expect({
-      status: res.status,
-      contentType: res.headers.get('content-type')?.split(';')[0],
-      code: problem.code,
-    }).toEqual({ status: expected.status, contentType: 'application/problem+json', code: expected.code });
+    const { problem } = await expectRefusedBy(h, send, expected.status, expected.code);
     expect(problem.status).toBe(expected.status);
     expect(problem.detail).toEqual(expect.any(String));
     for (const p of expected.problems ?? []) {
       expect(problem.errors).toEqual(expect.arrayContaining([expect.objectContaining(p)]));
     }
-    expect(await h.state()).toEqual(before);
     return problem;
   }
 
