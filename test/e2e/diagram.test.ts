@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Browser, type Locator } from 'playwright-core';
 import { useHarness } from '../helpers/harness.ts';
-import { launchBrowser, noBrowser, OUT } from '../helpers/browser.ts';
+import { launchBrowser, localPage, noBrowser, OUT } from '../helpers/browser.ts';
 
 interface Box {
   x: number;
@@ -28,17 +28,9 @@ describe.skipIf(noBrowser)('machine diagrams in a browser', () => {
     it(`draws every ${name} state and transition, with each event's rank, and marks initial and final states`, async () => {
       const info = h.service.registry.get(name)!;
       const a = info.analysis;
-      const page = await browser.newPage({
+      const { page, foreign } = await localPage(browser, h.url, {
         viewport: { width: 1400, height: 900 },
         extraHTTPHeaders: { authorization: `Bearer ${h.keys.merchant}` },
-      });
-      const foreign: string[] = [];
-      const origin = new URL(h.url).origin;
-      await page.route('**/*', (route) => {
-        const url = route.request().url();
-        if (url.startsWith(`${origin}/`)) return route.continue();
-        foreign.push(url);
-        return route.abort();
       });
       const res = await page.goto(`${h.url}/v1/machines/${name}/diagram`);
       expect(res?.status()).toBe(200);

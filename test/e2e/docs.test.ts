@@ -1,8 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Browser, type Page } from 'playwright-core';
+import { type Browser } from 'playwright-core';
 import { useHarness } from '../helpers/harness.ts';
-import { launchBrowser, noBrowser, OUT } from '../helpers/browser.ts';
+import { launchBrowser, localPage as openLocalPage, noBrowser, OUT } from '../helpers/browser.ts';
 import type { OpenApiDocument } from '../../src/api/openapi.ts';
 
 describe.skipIf(noBrowser)('the docs page and the dashboard in a browser', () => {
@@ -20,21 +20,8 @@ describe.skipIf(noBrowser)('the docs page and the dashboard in a browser', () =>
   });
 
   /** A page that may only talk to the API under test; anything else is recorded and refused. */
-  async function localPage(options: Parameters<Browser['newPage']>[0] = {}): Promise<{
-    page: Page;
-    foreign: string[];
-  }> {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, ...options });
-    const foreign: string[] = [];
-    const origin = new URL(h.url).origin;
-    await page.route('**/*', (route) => {
-      const url = route.request().url();
-      if (url.startsWith(`${origin}/`)) return route.continue();
-      foreign.push(url);
-      return route.abort();
-    });
-    return { page, foreign };
-  }
+  const localPage = (options: Parameters<Browser['newPage']>[0] = {}) =>
+    openLocalPage(browser, h.url, { viewport: { width: 1280, height: 900 }, ...options });
 
   it('lists every endpoint of the OpenAPI document with method, path, summary and a curl example', async () => {
     const { page, foreign } = await localPage();

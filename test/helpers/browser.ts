@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 
 /** The browser the e2e tests drive; CHROMIUM_PATH overrides the Debian location. */
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -25,4 +25,25 @@ export function launchBrowser(): Promise<Browser> {
       '--disable-sync',
     ],
   });
+}
+
+/**
+ * A page that may only talk to the API at `apiUrl`: a request anywhere else is refused and
+ * recorded in `foreign`.
+ */
+export async function localPage(
+  browser: Browser,
+  apiUrl: string,
+  options: Parameters<Browser['newPage']>[0] = {},
+): Promise<{ page: Page; foreign: string[] }> {
+  const page = await browser.newPage(options);
+  const foreign: string[] = [];
+  const origin = new URL(apiUrl).origin;
+  await page.route('**/*', (route) => {
+    const url = route.request().url();
+    if (url.startsWith(`${origin}/`)) return route.continue();
+    foreign.push(url);
+    return route.abort();
+  });
+  return { page, foreign };
 }
