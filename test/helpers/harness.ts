@@ -25,6 +25,8 @@ export interface Harness {
   service: Service;
   /** Extra worker-only services started with `workers`. */
   workers: Service[];
+  /** URLs of the extra API-only services started with `apis`: more API processes on the same Redis and database. */
+  otherApis: string[];
   keys: { producer: string; producer2: string; merchant: string; otherMerchant: string; admin: string };
   /** fetch against the API with a bearer key. */
   request(path: string, init?: RequestInit & { key?: string | null; json?: unknown }): Promise<Response>;
@@ -44,10 +46,11 @@ export interface Harness {
 
 /**
  * A whole promosync on a fresh database and a queue of its own: the API with one worker,
- * plus `workers` more worker-only processes' worth of services, and one key per role.
+ * plus `workers` more worker-only and `apis` more API-only processes' worth of services, and
+ * one key per role.
  */
 export async function startHarness(
-  options: { workers?: number; env?: Record<string, string> } = {},
+  options: { workers?: number; apis?: number; env?: Record<string, string> } = {},
 ): Promise<Harness> {
   const db = await freshDatabase();
   const queueName = uniqueQueueName();
@@ -65,6 +68,10 @@ export async function startHarness(
   const workers: Service[] = [];
   for (let i = 0; i < (options.workers ?? 0); i++) {
     workers.push(await startService({ config, logger, api: false, worker: true }));
+  }
+  const apis: Service[] = [];
+  for (let i = 0; i < (options.apis ?? 0); i++) {
+    apis.push(await startService({ config, logger, api: true, worker: false }));
   }
   const prisma = service.db.prisma;
   const keys = {
@@ -94,6 +101,7 @@ export async function startHarness(
     queueName,
     service,
     workers,
+    otherApis: apis.map((a) => `http://127.0.0.1:${a.port}`),
     queues,
     queue: queues[0]!,
     keys,
@@ -136,6 +144,7 @@ export async function startHarness(
       }
     },
     async close() {
+      for (const a of apis) await a.close();
       for (const w of workers) await w.close();
       await service.close();
       for (const q of queues) {

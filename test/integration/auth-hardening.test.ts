@@ -1,9 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import * as crypto from 'node:crypto';
-import pino from 'pino';
 import { useHarness } from '../helpers/harness.ts';
 import { promo } from '../helpers/events.ts';
-import { startService, type Service } from '../../src/service.ts';
 import { createKey, revokeKey, verifyKey } from '../../src/store/keys.ts';
 
 // Every key check must go through a constant-time comparison: count the calls.
@@ -22,18 +20,9 @@ const keyId = (key: string): string => key.split('_')[1]!;
 const basic = (key: string): string => `Basic ${Buffer.from(`anyone:${key}`).toString('base64')}`;
 
 describe('auth hardening', () => {
-  const h = useHarness({ env: { RATE_LIMIT_PER_SECOND: '0' } });
-  let secondApi: Service;
-  let secondUrl: string;
+  const h = useHarness({ env: { RATE_LIMIT_PER_SECOND: '0' }, apis: 1 });
 
   beforeAll(async () => {
-    secondApi = await startService({
-      config: h.config,
-      logger: pino({ level: 'silent' }),
-      api: true,
-      worker: false,
-    });
-    secondUrl = `http://127.0.0.1:${secondApi.port}`;
     const res = await h.request('/v1/events?wait=true', {
       method: 'POST',
       json: {
@@ -53,9 +42,6 @@ describe('auth hardening', () => {
       },
     });
     expect(res.status).toBe(200);
-  });
-  afterAll(async () => {
-    await secondApi?.close();
   });
 
   const sourceOf = async (eventId: string): Promise<string[]> =>
@@ -190,7 +176,7 @@ describe('auth hardening', () => {
   describe('revocation takes effect at once', () => {
     it('on the same keep-alive connection, on every API process, for reads and writes', async () => {
       const { key } = await createKey(h.service.db.prisma, { role: 'producer', source: 'rev-src' });
-      for (const base of [h.url, secondUrl]) {
+      for (const base of [h.url, ...h.otherApis]) {
         const r = await fetch(`${base}/v1/promotions/iso-mine`, {
           headers: { authorization: `Bearer ${key}` },
         });
@@ -199,7 +185,7 @@ describe('auth hardening', () => {
       }
       expect(await revokeKey(h.service.db.prisma, keyId(key))).toBe(true);
       const before = await h.state();
-      for (const base of [h.url, secondUrl]) {
+      for (const base of [h.url, ...h.otherApis]) {
         const read = await fetch(`${base}/v1/promotions/iso-mine`, {
           headers: { authorization: `Bearer ${key}` },
         });

@@ -1,7 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pino from 'pino';
+import { describe, expect, it } from 'vitest';
 import { useHarness } from '../helpers/harness.ts';
-import { startService, type Service } from '../../src/service.ts';
 import { createKey } from '../../src/store/keys.ts';
 
 /** Per-key rate limiting: RATE_LIMIT_PER_SECOND, RATE_LIMIT_BURST, 429 with Retry-After. */
@@ -14,20 +12,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 describe('rate limiting per API key', () => {
   const h = useHarness({
     env: { RATE_LIMIT_PER_SECOND: String(PER_SECOND), RATE_LIMIT_BURST: String(BURST) },
-  });
-  let secondApi: Service;
-
-  beforeAll(async () => {
     // A second API process on the same Redis and database.
-    secondApi = await startService({
-      config: h.config,
-      logger: pino({ level: 'silent' }),
-      api: true,
-      worker: false,
-    });
-  });
-  afterAll(async () => {
-    await secondApi?.close();
+    apis: 1,
   });
 
   const newKey = async (): Promise<string> =>
@@ -73,7 +59,7 @@ describe('rate limiting per API key', () => {
 
   it('the limit holds across API processes: the allowance is counted once, in Redis', async () => {
     const key = await newKey();
-    const second = `http://127.0.0.1:${secondApi.port}`;
+    const second = h.otherApis[0]!;
     const res = (await Promise.all([volley(key, 15), volley(key, 15, second)])).flat();
     const ok = res.filter((r) => r.status === 200).length;
     // One window's steady allowance (two, should the volley straddle a second) plus the burst:
