@@ -1,12 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
+import { describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { machines } from '../../machines/index.ts';
 import { DEFAULT_EVENT_LIMITS, type EventInput } from '../../src/domain/event-schema.ts';
 import { MachineRegistry } from '../../src/domain/registry.ts';
 import { Applier } from '../../src/store/apply.ts';
 import { rebuildRows } from '../../src/store/rebuild.ts';
-import { freshDatabase } from '../helpers/db.ts';
+import { useStore } from '../helpers/store.ts';
 
 // An entity's attributes are bounded (docs/design.md#attribute-limits): an event that would give
 // it more fields, or larger ones, than its limits allow is rejected whole, with the reason, in
@@ -34,29 +33,17 @@ const names = (prefix: string, n: number): Record<string, number> =>
   Object.fromEntries(Array.from({ length: n }, (_, i) => [`${prefix}${i}`, i]));
 
 describe('entity field limits', () => {
-  let db: Awaited<ReturnType<typeof freshDatabase>>;
-  let pool: pg.Pool;
-  let applier: Applier;
+  const store = useStore(registry);
   const apply = (inputs: EventInput[], source = SOURCE) =>
-    applier.apply(registry.prepare(inputs, source, true).map((event) => ({ event, jobId: null })));
+    store.applier.apply(registry.prepare(inputs, source, true).map((event) => ({ event, jobId: null })));
   const row = async (id: string) =>
     (
-      await pool.query<{ status: string; fields: Record<string, { v: unknown }> }>(
+      await store.pool.query<{ status: string; fields: Record<string, { v: unknown }> }>(
         `SELECT status, fields FROM entity WHERE machine = 'promotion' AND entity_id = $1`,
         [id],
       )
     ).rows[0];
   const fieldNames = async (id: string) => Object.keys((await row(id))!.fields).sort();
-
-  beforeAll(async () => {
-    db = await freshDatabase();
-    pool = new pg.Pool({ connectionString: db.url, max: 2 });
-    applier = new Applier(pool, registry, pino({ level: 'silent' }));
-  });
-  afterAll(async () => {
-    await pool?.end();
-    await db?.drop();
-  });
 
   it('rejects an event that would pass the field count, whole and with the reason', async () => {
     await apply([ev('p1', 'create', 1, names('a', 3))]);
@@ -69,7 +56,7 @@ describe('entity field limits', () => {
     // Nothing of it: neither its status nor any of its fields.
     expect((await row('p1'))!.status).toBe('CREATED');
     expect(await fieldNames('p1')).toEqual(['a0', 'a1', 'a2']);
-    const log = await pool.query(
+    const log = await store.pool.query(
       `SELECT outcome, reason FROM event_log WHERE entity_id = 'p1' AND type = 'activate'`,
     );
     expect(log.rows).toEqual([{ outcome: 'rejected', reason: r!.reason }]);
@@ -121,7 +108,7 @@ describe('entity field limits', () => {
       ...DEFAULT_EVENT_LIMITS,
       entity: { maxFields: 50, maxFieldBytes: 10_000 },
     });
-    const big = new Applier(pool, roomy, pino({ level: 'silent' }));
+    const big = new Applier(store.pool, roomy, pino({ level: 'silent' }));
     await big.apply(
       roomy
         .prepare([ev('p4', 'create', 1, names('a', 8))], SOURCE, true)
@@ -144,7 +131,7 @@ describe('entity field limits', () => {
     const [moved] = await apply([ev('p5', 'create', 1)], 'src-a');
     expect(moved!.status).toBe('ACTIVATED');
     expect(await fieldNames('p5')).toEqual(['a0', 'a1', 'a2']);
-    const log = await pool.query<{
+    const log = await store.pool.query<{
       source: string;
       type: string;
       version: string;
@@ -164,7 +151,7 @@ describe('entity field limits', () => {
   });
 
   it('rebuild recomputes every row as stored: rejections for the limits are final', async () => {
-    const report = await rebuildRows(pool, registry);
+    const report = await rebuildRows(store.pool, registry);
     expect(report.drifted).toEqual([]);
     expect(report.machines.find((m) => m.machine === 'promotion')!.rows).toBeGreaterThanOrEqual(4);
   });

@@ -1,13 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import pg from 'pg';
-import pino from 'pino';
 import { machines } from '../../machines/index.ts';
 import { DEFAULT_EVENT_LIMITS, type EventInput } from '../../src/domain/event-schema.ts';
 import { MachineRegistry } from '../../src/domain/registry.ts';
-import { Applier } from '../../src/store/apply.ts';
 import { rebuildRows } from '../../src/store/rebuild.ts';
-import { freshDatabase } from '../helpers/db.ts';
+import { useStore } from '../helpers/store.ts';
 
 const MAX_FIELDS = 4;
 const MAX_BYTES = 120;
@@ -41,18 +38,7 @@ const eventArb = fc.record({
 // ones, than its limits allow, and every row equals the replay of its log (rejections for the
 // limits being final), so `rebuild` finds nothing to fix.
 describe('entity field limits hold under any batches', () => {
-  let db: Awaited<ReturnType<typeof freshDatabase>>;
-  let pool: pg.Pool;
-  let applier: Applier;
-  beforeAll(async () => {
-    db = await freshDatabase();
-    pool = new pg.Pool({ connectionString: db.url, max: 2 });
-    applier = new Applier(pool, registry, pino({ level: 'silent' }));
-  });
-  afterAll(async () => {
-    await pool?.end();
-    await db?.drop();
-  });
+  const store = useStore(registry);
 
   it('rows stay within the limits and equal the replay of their logs', async () => {
     let run = 0;
@@ -83,9 +69,9 @@ describe('entity field limits hold under any batches', () => {
           for (let at = 0, i = 0; at < prepared.length; i++) {
             const chunk = prepared.slice(at, at + sizes[i % sizes.length]!);
             at += chunk.length;
-            await applier.apply(chunk.map((event) => ({ event, jobId: null })));
+            await store.applier.apply(chunk.map((event) => ({ event, jobId: null })));
           }
-          const { rows } = await pool.query<{ fields: Record<string, { v: unknown }> }>(
+          const { rows } = await store.pool.query<{ fields: Record<string, { v: unknown }> }>(
             `SELECT fields FROM entity WHERE entity_id LIKE $1`,
             [`lim-${run}-%`],
           );
@@ -94,14 +80,14 @@ describe('entity field limits hold under any batches', () => {
             expect(entries.length).toBeLessThanOrEqual(MAX_FIELDS);
             expect(entries.reduce((n, [name, f]) => n + sizeOf(name, f.v), 0)).toBeLessThanOrEqual(MAX_BYTES);
           }
-          const report = await rebuildRows(pool, registry);
+          const report = await rebuildRows(store.pool, registry);
           expect(report.drifted.filter((d) => d.entityId.startsWith(`lim-${run}-`))).toEqual([]);
         },
       ),
       { numRuns: 150 },
     );
     // The limits were met often enough to prove something.
-    const { rows } = await pool.query<{ n: number }>(
+    const { rows } = await store.pool.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM event_log WHERE outcome = 'rejected' AND reason LIKE 'entity field limit%'`,
     );
     expect(rows[0]!.n).toBeGreaterThan(10);

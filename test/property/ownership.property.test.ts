@@ -1,13 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import pg from 'pg';
-import pino from 'pino';
 import { machines } from '../../machines/index.ts';
 import { MachineRegistry } from '../../src/domain/registry.ts';
 import { ownerOf, recomputeRow } from '../../src/domain/rebuild.ts';
 import { storedValues, type StoredField } from '../../src/domain/stored-fields.ts';
-import { Applier } from '../../src/store/apply.ts';
-import { freshDatabase } from '../helpers/db.ts';
+import { useStore } from '../helpers/store.ts';
 import { comparableOwned, prepareFrom } from '../helpers/expected.ts';
 import { deliveredHistoriesArb, sendersArb } from '../helpers/histories.ts';
 
@@ -18,18 +15,7 @@ const registry = MachineRegistry.from(machines);
 // into statements, each row must end as the in-order application of its delivered events:
 // owned by the source of its first event, foreign events rejected unless granted.
 describe('ownership by source converges in the store', () => {
-  let db: Awaited<ReturnType<typeof freshDatabase>>;
-  let pool: pg.Pool;
-  let applier: Applier;
-  beforeAll(async () => {
-    db = await freshDatabase();
-    pool = new pg.Pool({ connectionString: db.url, max: 2 });
-    applier = new Applier(pool, registry, pino({ level: 'silent' }));
-  });
-  afterAll(async () => {
-    await pool?.end();
-    await db?.drop();
-  });
+  const store = useStore(registry);
 
   for (const machine of ['promotion', 'campaign']) {
     it(`every ${machine} row and owner equal the in-order application, whatever the arrival order and batches`, async () => {
@@ -48,9 +34,9 @@ describe('ownership by source converges in the store', () => {
             for (let at = 0, i = 0; at < events.length; i++) {
               const chunk = events.slice(at, at + sizes[i % sizes.length]!);
               at += chunk.length;
-              await applier.apply(chunk.map((event) => ({ event, jobId: null })));
+              await store.applier.apply(chunk.map((event) => ({ event, jobId: null })));
             }
-            const { rows } = await pool.query<{
+            const { rows } = await store.pool.query<{
               entity_id: string;
               status: string;
               last_event: string;
