@@ -215,45 +215,43 @@ describe('auth hardening', () => {
   describe('keys are compared in constant time', () => {
     const compare = vi.mocked(crypto.timingSafeEqual);
 
-    it('every check, of a known or an unknown key id, compares two 32-byte digests with timingSafeEqual', async () => {
+    /** The producer's key, then keys that differ from it in the secret or the id. */
+    const producerAndWrongKeys = (): string[] => {
       const [, id, secret] = /^psk_([a-z0-9]{12})_(.+)$/.exec(h.keys.producer)!;
       const flipped = secret!.slice(0, -1) + (secret!.endsWith('A') ? 'B' : 'A');
-      const cases = [
+      return [
         h.keys.producer,
         `psk_${id}_${flipped}`,
         `psk_000000000000_${secret}`,
         `psk_${keyId(h.keys.admin)}_${secret}`,
       ];
+    };
+
+    /** Checks each key, expecting one timingSafeEqual of two 32-byte digests per check; returns which passed. */
+    const checkEach = async (
+      keys: string[],
+      check: (key: string) => Promise<unknown>,
+    ): Promise<boolean[]> => {
       const results = [];
-      for (const k of cases) {
+      for (const k of keys) {
         compare.mockClear();
-        results.push((await verifyKey(h.service.db.prisma, k)) !== null);
+        results.push((await check(k)) !== null);
         expect(compare).toHaveBeenCalledTimes(1);
         const [a, b] = compare.mock.calls[0]!;
         expect([(a as Buffer).length, (b as Buffer).length]).toEqual([32, 32]);
       }
+      return results;
+    };
+
+    it('every check, of a known or an unknown key id, compares two 32-byte digests with timingSafeEqual', async () => {
+      const results = await checkEach(producerAndWrongKeys(), (k) => verifyKey(h.service.db.prisma, k));
       expect(results).toEqual([true, false, false, false]);
     });
 
     it('so does every check answered by the API process’s key cache, hit or miss', async () => {
       const cache = h.service.keys!;
-      const [, id, secret] = /^psk_([a-z0-9]{12})_(.+)$/.exec(h.keys.producer)!;
-      const flipped = secret!.slice(0, -1) + (secret!.endsWith('A') ? 'B' : 'A');
-      const cases = [
-        h.keys.producer,
-        h.keys.producer,
-        `psk_${id}_${flipped}`,
-        `psk_000000000000_${secret}`,
-        `psk_${keyId(h.keys.admin)}_${secret}`,
-      ];
-      const results = [];
-      for (const k of cases) {
-        compare.mockClear();
-        results.push((await cache.verify(k)) !== null);
-        expect(compare).toHaveBeenCalledTimes(1);
-        const [a, b] = compare.mock.calls[0]!;
-        expect([(a as Buffer).length, (b as Buffer).length]).toEqual([32, 32]);
-      }
+      const [producer, ...wrong] = producerAndWrongKeys();
+      const results = await checkEach([producer!, producer!, ...wrong], (k) => cache.verify(k));
       expect(results).toEqual([true, true, false, false, false]);
     });
 
