@@ -1,4 +1,3 @@
-import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/index.ts';
 import {
@@ -6,6 +5,7 @@ import {
   comparePositions,
   decodeChangeCursor,
   encodeChangeCursor,
+  Listener,
   readChanges,
   readHorizonLag,
   type ChangePage,
@@ -86,10 +86,9 @@ function frame(event: string, id: string | null, data: unknown): string {
  */
 export class ChangeHub {
   private readonly feeds = new Map<string, MachineFeed>();
-  private listener: pg.Client | undefined;
+  private readonly listener: Listener;
   private pollTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
-  private reconnectTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly pollMs: number;
   private readonly heartbeatMs: number;
@@ -106,11 +105,23 @@ export class ChangeHub {
     this.maxBufferedBytes = opts.maxBufferedBytes ?? 1024 * 1024;
     this.pageSize = opts.pageSize ?? 500;
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 30_000;
+    this.listener = new Listener({
+      databaseUrl: opts.databaseUrl,
+      channel: CHANGES_CHANNEL,
+      applicationName: 'promosync-watch',
+      logger: opts.logger,
+      lostMessage: 'change listener lost; watchers are polled until it is back',
+      onNotify: (payload) => {
+        for (const machine of payload.split(',')) if (machine) this.wake(machine);
+      },
+      // Changes committed while nobody listened.
+      onListening: () => this.poll(),
+    });
   }
 
   /** Connects the listener and starts the poll and heartbeat timers. */
   async start(): Promise<void> {
-    await this.listen();
+    await this.listener.start();
     this.pollTimer = setInterval(() => this.poll(), this.pollMs);
     this.pollTimer.unref();
     this.heartbeatTimer = setInterval(() => this.heartbeat(), this.heartbeatMs);
@@ -122,11 +133,8 @@ export class ChangeHub {
     this.closed = true;
     clearInterval(this.pollTimer);
     clearInterval(this.heartbeatTimer);
-    clearTimeout(this.reconnectTimer);
     for (const feed of this.feeds.values()) for (const w of [...feed.watchers]) this.drop(w, false);
-    const l = this.listener;
-    this.listener = undefined;
-    await l?.end().catch(() => {});
+    await this.listener.close();
   }
 
   /** Open watch streams. */
@@ -274,36 +282,6 @@ export class ChangeHub {
     // A client that does not read never lets end() finish: the socket goes after a grace period.
     if (destroySoon) setTimeout(() => w.sink.destroy(), 1000).unref();
     w.onClose();
-  }
-
-  private async listen(): Promise<void> {
-    if (!this.opts.databaseUrl || this.closed) return;
-    const client = new pg.Client({
-      connectionString: this.opts.databaseUrl,
-      application_name: 'promosync-watch',
-    });
-    const retry = (err: unknown): void => {
-      if (this.listener !== client || this.closed) return;
-      this.listener = undefined;
-      this.opts.logger.warn({ err }, 'change listener lost; watchers are polled until it is back');
-      client.end().catch(() => {});
-      this.reconnectTimer = setTimeout(() => void this.listen(), 2000);
-      this.reconnectTimer.unref();
-    };
-    client.on('error', retry);
-    client.on('end', () => retry(new Error('connection ended')));
-    client.on('notification', (n) => {
-      for (const machine of (n.payload ?? '').split(',')) if (machine) this.wake(machine);
-    });
-    this.listener = client;
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${CHANGES_CHANNEL}`);
-      // Changes committed while nobody listened.
-      for (const machine of this.feeds.keys()) this.wake(machine);
-    } catch (err) {
-      retry(err);
-    }
   }
 
   private poll(): void {

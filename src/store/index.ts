@@ -6,6 +6,7 @@ export * from './capacity.ts';
 export * from './db.ts';
 export * from './entity-view.ts';
 export * from './key-cache.ts';
+export * from './listener.ts';
 export * from './keys.ts';
 export * from './machine-defs.ts';
 export * from './migrate.ts';

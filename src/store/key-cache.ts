@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
-import pg from 'pg';
 import type { Logger } from 'pino';
 import type { PrismaClient } from './db.ts';
+import { Listener } from './listener.ts';
 import {
   KEYS_CHANNEL,
   loadKey,
@@ -48,15 +48,27 @@ export class KeyCache {
   /** Bumped by every invalidation: a read that began before one is not cached. */
   private epoch = 0;
   private listening = false;
-  private listener: pg.Client | undefined;
-  private reconnectTimer: NodeJS.Timeout | undefined;
-  private closed = false;
+  private readonly listener: Listener;
   private readonly unsubscribe: () => void;
   private readonly maxEntries: number;
 
   constructor(private readonly opts: KeyCacheOptions) {
     this.maxEntries = opts.maxEntries ?? 10_000;
     this.unsubscribe = onKeyRevoked((id) => this.forget(id));
+    this.listener = new Listener({
+      databaseUrl: opts.databaseUrl,
+      channel: KEYS_CHANNEL,
+      applicationName: 'promosync-keys',
+      logger: opts.logger,
+      lostMessage: 'key listener lost; every request reads its key until it is back',
+      onNotify: (payload) => this.forget(payload || undefined),
+      onListening: () => {
+        // Whatever changed while nobody listened is read again.
+        this.forget();
+        this.listening = true;
+      },
+      onLost: () => this.stopCaching(),
+    });
   }
 
   /** Whether checks are being answered from the cache (its listener is connected). */
@@ -66,17 +78,13 @@ export class KeyCache {
 
   /** Connects the listener; resolves once it listens or, failing that, has scheduled a retry. */
   async start(): Promise<void> {
-    if (this.opts.ttlMs > 0) await this.listen();
+    if (this.opts.ttlMs > 0) await this.listener.start();
   }
 
   async close(): Promise<void> {
-    this.closed = true;
     this.unsubscribe();
-    clearTimeout(this.reconnectTimer);
     this.stopCaching();
-    const l = this.listener;
-    this.listener = undefined;
-    await l?.end().catch(() => {});
+    await this.listener.close();
   }
 
   /**
@@ -135,42 +143,6 @@ export class KeyCache {
   private stopCaching(): void {
     this.listening = false;
     this.forget();
-  }
-
-  private async listen(): Promise<void> {
-    if (!this.opts.databaseUrl || this.closed) return;
-    const client = new pg.Client({
-      connectionString: this.opts.databaseUrl,
-      application_name: 'promosync-keys',
-    });
-    const retry = (err: unknown): void => {
-      if (this.listener !== client || this.closed) return;
-      this.listener = undefined;
-      this.stopCaching();
-      this.opts.logger.warn(
-        { err: err instanceof Error ? err.message : String(err) },
-        'key listener lost; every request reads its key until it is back',
-      );
-      client.end().catch(() => {});
-      this.reconnectTimer = setTimeout(() => void this.listen(), 2000);
-      this.reconnectTimer.unref();
-    };
-    client.on('error', retry);
-    client.on('end', () => retry(new Error('connection ended')));
-    client.on('notification', (n) => {
-      if (n.channel === KEYS_CHANNEL) this.forget(n.payload || undefined);
-    });
-    this.listener = client;
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${KEYS_CHANNEL}`);
-      if (this.listener !== client) return;
-      // Whatever changed while nobody listened is read again.
-      this.forget();
-      this.listening = true;
-    } catch (err) {
-      retry(err);
-    }
   }
 }
 
