@@ -67,6 +67,8 @@ export interface ScenarioResult {
   /** The write-set ceiling: rows it left in promosync's tables, against the rows it had to write. */
   rowCounts?: RowCounts;
   cpu?: CpuReport;
+  /** Worker processes' apply statements aborted and run again (promosync_apply_retries_total). */
+  retries?: number;
   /** Anything the reader needs to judge the figure. */
   notes: string[];
   /** Set when the run failed; the rate is then not a figure. */

@@ -28,6 +28,8 @@ import { makeWorkload } from './workload.ts';
 export const SCENARIOS = [
   'rest-combined',
   'rest-split-1',
+  'rest-split-3',
+  'rest-split-3p',
   'queue-noop',
   'queue-noop-peak',
   'queue-promosync',
@@ -175,10 +177,16 @@ export async function runBench(
   const layouts: [ScenarioId, RestLayout][] = [
     ['rest-combined', { kind: 'combined' }],
     ['rest-split-1', { kind: 'split', workers: 1 }],
+    ['rest-split-3', { kind: 'split', workers: 3 }],
+    ['rest-split-3p', { kind: 'split', workers: 3, partitioned: true }],
   ];
   for (let round = 1; round <= rounds; round++) {
     if (rounds > 1) log(`round ${round} of ${rounds}`);
-    for (const [id, layout] of layouts) if (only.has(id)) record(await restIngest(ctx, layout));
+    // Three worker processes: on demand or in a full run, not in the quick smoke run.
+    const several = (id: ScenarioId): boolean =>
+      id.startsWith('rest-split-3') && !!o.quick && !o.only?.includes(id);
+    for (const [id, layout] of layouts)
+      if (only.has(id) && !several(id)) record(await restIngest(ctx, layout));
     if (only.has('queue-noop')) record(await singleEventJobs(ctx, 'noop'));
     if (only.has('queue-noop-peak')) record(await singleEventJobs(ctx, 'noop-peak'));
     if (only.has('queue-promosync')) record(await singleEventJobs(ctx, 'promosync'));

@@ -27,21 +27,22 @@ export function promosyncEnv(
 const UNFINISHED = ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children'] as const;
 
 /**
- * Polls until the queue holds no unfinished job; fails if a child died or nothing moved for
+ * Polls until the queue (or every one of `queues`) holds no unfinished job; fails if a child died or nothing moved for
  * `stallMs`. Resolves with the wall-clock time (Date.now()) at which it saw the queue empty.
  */
 export async function waitDrained(
-  queue: Queue,
+  queues: Queue | readonly Queue[],
   children: Child[],
   opts: { pollMs?: number; stallMs?: number; done?: () => boolean } = {},
 ): Promise<number> {
+  const all = Array.isArray(queues) ? queues : [queues as Queue];
   const pollMs = opts.pollMs ?? 20;
   const stallMs = opts.stallMs ?? 60_000;
   let lastLeft = -1;
   let lastMove = Date.now();
   for (;;) {
-    const counts = await queue.getJobCounts(...UNFINISHED);
-    const left = Object.values(counts).reduce((a, b) => a + b, 0);
+    const counts = await Promise.all(all.map((q) => q.getJobCounts(...UNFINISHED)));
+    const left = counts.flatMap((c) => Object.values(c) as number[]).reduce((a, b) => a + b, 0);
     const now = Date.now();
     if (left === 0 && (opts.done?.() ?? true)) return now;
     const dead = children.find((c) => !c.alive());

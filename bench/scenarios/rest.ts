@@ -8,14 +8,28 @@ import { spawnPromosync, type Child } from '../proc.ts';
 import { expectedStates, verifyConvergence } from '../verify.ts';
 import { chunks, makeWorkload } from '../workload.ts';
 import { benchQueue, promosyncEnv, stopAll, waitDrained } from './common.ts';
+import { queueNamesOf } from '../../src/queue/index.ts';
+import { freePort } from '../../src/runtime/index.ts';
 
-/** How the promosync processes are laid out: API and worker in one process, or apart. */
-export type RestLayout = { kind: 'combined' } | { kind: 'split'; workers: number };
+/**
+ * How the promosync processes are laid out: API and worker in one process, or apart; apart,
+ * the workers share one queue, or with `partitioned` each consumes its own queue partition
+ * (QUEUE_PARTITIONS = workers, WORKER_PARTITIONS = its index).
+ */
+export type RestLayout = { kind: 'combined' } | { kind: 'split'; workers: number; partitioned?: boolean };
 
 export function layoutName(l: RestLayout): string {
-  return l.kind === 'combined'
-    ? 'API + worker in one process'
-    : `API process + ${l.workers} worker process(es)`;
+  if (l.kind === 'combined') return 'API + worker in one process';
+  const base = `API process + ${l.workers} worker process(es)`;
+  return l.partitioned ? `${base}, one queue partition each` : base;
+}
+
+/** The sum of a counter's samples in a Prometheus text exposition, by one label's value. */
+function counterByLabel(text: string, metric: string, label: string): Map<string, number> {
+  const out = new Map<string, number>();
+  const re = new RegExp(`^${metric}\\{[^}]*${label}="([^"]*)"[^}]*\\} (\\S+)$`, 'gm');
+  for (const m of text.matchAll(re)) out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
+  return out;
 }
 
 /** A request the API accepted: its job, its events, and when the 202 arrived. */
@@ -88,24 +102,55 @@ async function sendAll(port: number, key: string, bodies: string[], clients: num
  * the events sent over the time from the first request to the last job finished; latency
  * is per request, from its 202 to the moment its job finished (all its events applied).
  */
+/** promosync_apply_retries_total of each worker, summed by reason. */
+async function applyRetries(ports: number[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const port of ports) {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    for (const [reason, n] of counterByLabel(text, 'promosync_apply_retries_total', 'reason'))
+      out.set(reason, (out.get(reason) ?? 0) + n);
+  }
+  return out;
+}
+
 export async function restIngest(ctx: BenchContext, layout: RestLayout): Promise<ScenarioResult> {
   const s = ctx.settings;
-  const id = layout.kind === 'combined' ? 'rest-combined' : `rest-split-${layout.workers}`;
+  const id =
+    layout.kind === 'combined'
+      ? 'rest-combined'
+      : `rest-split-${layout.workers}${layout.partitioned ? 'p' : ''}`;
+  const partitions = layout.kind === 'split' && layout.partitioned ? layout.workers : 1;
   const name = `Batched REST ingest (${layoutName(layout)})`;
   const db = await createDatabase(s.serverUrl);
   const queueName = uniqueQueueName('rest');
   const redis = createRedis(s.redisUrl);
-  const { queue, dispose } = benchQueue(queueName, redis);
+  const handles = queueNamesOf(queueName, partitions).map((n) => benchQueue(n, redis));
+  const queues = handles.map((h) => h.queue);
+  const dispose = async (): Promise<void> => {
+    for (const h of handles) await h.dispose();
+  };
+  const metricsPorts: number[] = [];
   const children: Child[] = [];
   const store = openDatabase(db.url, 4);
   const result: ScenarioResult = { id, name, count: 0, seconds: 0, rate: 0, unit: 'events/s', notes: [] };
   try {
     const { key } = await createKey(store.prisma, { role: 'producer', source: 'bench' });
-    const env = promosyncEnv(s, db.url, queueName, s.restConcurrency);
+    const env = {
+      ...promosyncEnv(s, db.url, queueName, s.restConcurrency),
+      QUEUE_PARTITIONS: String(partitions),
+    };
     if (layout.kind === 'combined') children.push(await spawnPromosync('start', env, s.nodeArgs));
     else {
       children.push(await spawnPromosync('api', env, s.nodeArgs));
-      for (let i = 0; i < layout.workers; i++) children.push(await spawnPromosync('worker', env, s.nodeArgs));
+      for (let i = 0; i < layout.workers; i++) {
+        const port = await freePort();
+        metricsPorts.push(port);
+        const own = {
+          METRICS_PORT: String(port),
+          ...(partitions > 1 ? { WORKER_PARTITIONS: String(i) } : {}),
+        };
+        children.push(await spawnPromosync('worker', { ...env, ...own }, s.nodeArgs));
+      }
     }
     const port = children[0]!.port!;
 
@@ -114,7 +159,9 @@ export async function restIngest(ctx: BenchContext, layout: RestLayout): Promise
     const warm = makeWorkload(info, { minEvents: 4 * s.requestEvents, minEntities: 1, seed: 7, prefix: 'w' });
     const warmBodies = chunks(warm.sent, s.requestEvents).map((c) => JSON.stringify({ events: c }));
     await sendAll(port, key, warmBodies, s.clients);
-    await waitDrained(queue, children);
+    await waitDrained(queues, children);
+    // Retries counted from here on only (the warm-up's are subtracted).
+    const retriesBefore = await applyRetries(metricsPorts);
 
     const bodies = chunks(ctx.workload.sent, s.requestEvents).map((c) => JSON.stringify({ events: c }));
     const cpu = new CpuMeter(s.serverUrl, db.name, redis, () =>
@@ -125,23 +172,40 @@ export async function restIngest(ctx: BenchContext, layout: RestLayout): Promise
     let sent = false;
     const [accepted] = await Promise.all([
       sendAll(port, key, bodies, s.clients).finally(() => (sent = true)),
-      waitDrained(queue, children, { done: () => sent }),
+      waitDrained(queues, children, { done: () => sent }),
     ]);
-    const seen = await waitDrained(queue, children);
+    const seen = await waitDrained(queues, children);
     result.cpu = await cpu.stop();
     const acceptedAll = Math.max(...accepted.map((a) => a.acceptedAt));
 
     const latencies: number[] = [];
     let end = 0;
     for (const a of accepted) {
-      const job = await queue.getJob(a.jobId);
+      const job = (await Promise.all(queues.map((q) => q.getJob(a.jobId)))).find((j) => j);
       if (!job?.finishedOn) continue;
       end = Math.max(end, job.finishedOn);
       latencies.push(job.finishedOn - a.acceptedAt);
     }
     if (latencies.length < accepted.length) end = seen;
-    const failed = await queue.getFailedCount();
+    let failed = 0;
+    for (const q of queues) failed += await q.getFailedCount();
     if (failed > 0) throw new Error(`${failed} job(s) failed`);
+    if (metricsPorts.length > 0) {
+      const after = await applyRetries(metricsPorts);
+      const by = [...after].map(([reason, n]) => [reason, n - (retriesBefore.get(reason) ?? 0)] as const);
+      const total = by.reduce((a, [, n]) => a + n, 0);
+      result.retries = total;
+      result.notes.push(
+        `apply statements aborted and run again: ${total}${
+          total > 0
+            ? ` (${by
+                .filter(([, n]) => n > 0)
+                .map(([r, n]) => `${r} ${n}`)
+                .join(', ')})`
+            : ''
+        }`,
+      );
+    }
 
     result.count = ctx.workload.sent.length;
     result.seconds = (end - t0) / 1000;
