@@ -154,6 +154,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         batchMaxEvents: config.batchMaxEvents,
         batchFlushMs: config.batchFlushMs,
         lanes: config.batchLanes,
+        partitions: config.queuePartitions,
         lockDurationMs: config.workerLockDurationMs,
         stalledIntervalMs: config.workerStalledIntervalMs,
         maxStalledCount: config.workerMaxStalledCount,

@@ -9,12 +9,13 @@ import { isDataError, isTransient } from '../store/index.ts';
 import type { CountedOutcome, Metrics } from '../observability/index.ts';
 import { DEFAULTS } from '../config.ts';
 import { Batcher } from './batcher.ts';
-import { entityHash } from './partitions.ts';
+import { entityHash, partitionOf } from './partitions.ts';
 import { readJobData, type EventResult, type JobResult } from './job.ts';
 
 /** Anything that applies a batch: the store's Applier. */
 export interface BatchApplier {
-  apply(batch: BatchEvent[]): Promise<AppliedEvent[]>;
+  /** `locks`: the apply locks the statement takes first (see {@link applyLocks}). */
+  apply(batch: BatchEvent[], locks?: readonly number[]): Promise<AppliedEvent[]>;
 }
 
 export interface EventWorkerOptions {
@@ -46,6 +47,10 @@ export interface EventWorkerOptions {
    * @defaultValue `DEFAULTS.batchLanes` (2)
    */
   lanes?: number;
+  /**
+   * Queue partitions of the deployment (`QUEUE_PARTITIONS`), for the apply locks. @defaultValue 1
+   */
+  partitions?: number;
   /** Longest delay between two tries while the database is unreachable. @defaultValue `DEFAULTS.maxRetryDelayMs` (30000) */
   maxRetryDelayMs?: number;
   /**
@@ -78,12 +83,12 @@ export class EventWorker {
   constructor(private readonly opts: EventWorkerOptions) {
     this.lanes = Array.from(
       { length: Math.max(1, opts.lanes ?? DEFAULTS.batchLanes) },
-      () =>
+      (_, lane) =>
         new Batcher<BatchEvent, AppliedEvent>({
           maxItems: opts.batchMaxEvents,
           flushMs: opts.batchFlushMs,
           maxInFlight: opts.batchMaxInFlight,
-          run: (items) => this.applyTimed(items),
+          run: (items) => this.applyTimed(items, lane),
           isolate: (err) => !isTransient(err),
         }),
     );
@@ -112,10 +117,10 @@ export class EventWorker {
     return out;
   }
 
-  private async applyTimed(items: BatchEvent[]): Promise<AppliedEvent[]> {
+  private async applyTimed(items: BatchEvent[], lane: number): Promise<AppliedEvent[]> {
     const end = this.opts.metrics?.applySeconds.startTimer();
     try {
-      return await this.opts.applier.apply(items);
+      return await this.opts.applier.apply(items, applyLocks(items, lane, this.opts.partitions ?? 1));
     } finally {
       end?.();
       this.opts.metrics?.batchSize.observe(items.length);
@@ -293,6 +298,22 @@ function jobResult(batch: BatchEvent[], applied: AppliedEvent[], wait: boolean):
     };
   });
   return { counts, results };
+}
+
+/**
+ * The apply locks of one lane's batch: one per queue partition its entities belong to, for
+ * this lane (`partition × 1024 + lane`), sorted. Entities of one (partition, lane) belong to
+ * that lock alone, in every worker process with the same settings, so statements that could
+ * meet on an entity take the same lock first and run one after the other, instead of waiting
+ * on each other's rows, aborting or deadlocking; statements of other lanes or partitions never
+ * wait for it (docs/design.md#queue).
+ */
+export function applyLocks(items: readonly BatchEvent[], lane: number, partitions: number): number[] {
+  if (partitions <= 1) return [lane];
+  const seen = new Set<number>();
+  for (const { event } of items)
+    seen.add(partitionOf(event.machine, event.entityId, partitions) * 1024 + lane);
+  return [...seen].sort((a, b) => a - b);
 }
 
 /** The lane of an entity: {@link entityHash} of its machine and id, so every process agrees. */

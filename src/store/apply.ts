@@ -83,6 +83,18 @@ function statementFailed(err: unknown): boolean {
  */
 export const APPLY_BEGIN = 'BEGIN; SET LOCAL jit = off; SET LOCAL enable_mergejoin = off';
 
+/** The first key of the transaction-level advisory locks a worker's statements take (the second is the lock). */
+export const APPLY_LOCK_SPACE = 0x7073_0001;
+
+/**
+ * {@link APPLY_BEGIN}, then the apply locks in the order given (sorted by the caller): taken
+ * before any row, they make statements that could meet on an entity wait for each other whole.
+ */
+export function applyBegin(locks: readonly number[]): string {
+  const take = locks.map((k) => `pg_advisory_xact_lock(${APPLY_LOCK_SPACE}, ${Math.trunc(k)})`);
+  return take.length === 0 ? APPLY_BEGIN : `${APPLY_BEGIN}; SELECT ${take.join(', ')}`;
+}
+
 /**
  * Applies a batch of events in one atomic statement (see {@link APPLY_SQL}), retrying on
  * deadlocks, serialization failures and concurrent creation. Results are in input order.
@@ -143,9 +155,14 @@ export class Applier {
     });
   }
 
-  async apply(batch: BatchEvent[]): Promise<AppliedEvent[]> {
+  /**
+   * `locks`: advisory locks to take first, sorted (the worker's lane and partitions, see
+   * `applyLocks` in src/queue/worker.ts); none for a caller that applies alone.
+   */
+  async apply(batch: BatchEvent[], locks: readonly number[] = []): Promise<AppliedEvent[]> {
     if (batch.length === 0) return [];
     const values = applyParams(batch, this.param);
+    const begin = applyBegin(locks);
     // One connection for every attempt. pool.query drops its connection on any error, so
     // each retry after a conflict would pay for a new backend and prepare the statement again.
     const client = await this.pool.connect();
@@ -160,8 +177,9 @@ export class Applier {
       for (let attempt = 1; ; attempt++) {
         let open = false;
         try {
-          await client.query(APPLY_BEGIN);
+          // Open from here: if taking a lock fails, the transaction must still be rolled back.
           open = true;
+          await client.query(begin);
           const res = await client.query<ApplyRow>({ name: 'promosync_apply', text: APPLY_SQL, values });
           const out = res.rows.map((r): AppliedEvent => ({
             outcome: r.outcome,

@@ -657,6 +657,30 @@ describe('the apply statement against Postgres', () => {
         await poolB.end();
       }
     });
+
+    it('batches that take the same apply lock run one after the other: no retry, the same rows', async () => {
+      const poolB = new pg.Pool({ connectionString: db.url, max: 4 });
+      const retries: string[] = [];
+      const applierA = new Applier(pool, registry, logger, (reason) => retries.push(reason));
+      const applierB = new Applier(poolB, registry, logger, (reason) => retries.push(reason));
+      try {
+        for (let round = 0; round < 20; round++) {
+          const ids = Array.from({ length: 10 }, (_, i) => `locked-${round}-${i}`);
+          const side = (types: string[]) =>
+            prepare(
+              ids.flatMap((entityId) => types.map((type) => ({ machine: 'promotion', entityId, type }))),
+            );
+          const a = side(['create', 'activate']);
+          const b = side(['delete']).reverse();
+          await Promise.all([applierA.apply(batchOf(a), [7]), applierB.apply(batchOf(b), [7])]);
+          const stored = await readRows('promotion', ids);
+          expect([...stored.values()].map((r) => r.status)).toEqual(ids.map(() => 'DELETED'));
+        }
+        expect(retries).toEqual([]);
+      } finally {
+        await poolB.end();
+      }
+    });
   });
 
   describe('the owner', () => {
