@@ -29,13 +29,7 @@ const capacity = new CapacityService({
 });
 capacity.start();
 // The product's key check: verified keys cached, revocations notified (src/store/key-cache.ts).
-const keys = new KeyCache({
-  prisma: db.prisma,
-  databaseUrl: config.databaseUrl,
-  logger,
-  ttlMs: config.keyCacheTtlMs,
-});
-await keys.start();
+const keys = await KeyCache.open(db, config, logger);
 const verify = (key: string) => keys.verify(key);
 const app = createApp({
   registry: MachineRegistry.from(machines),

@@ -211,13 +211,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       });
       capacity.start();
       closers.push(() => capacity.close());
-      const keys = new KeyCache({
-        prisma: db.prisma,
-        databaseUrl: config.databaseUrl,
-        logger,
-        ttlMs: config.keyCacheTtlMs,
-      });
-      await keys.start();
+      const keys = await KeyCache.open(db, config, logger);
       closers.push(() => keys.close());
       keyCache = keys;
       const { ApiServer, ChangeHub, createApp } = await import('./api/index.ts');

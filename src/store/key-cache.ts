@@ -76,6 +76,22 @@ export class KeyCache {
     return this.listening;
   }
 
+  /** A started cache for a process's database and settings (see {@link KeyCache.start}). */
+  static async open(
+    db: { prisma: PrismaClient },
+    config: { databaseUrl: string | undefined; keyCacheTtlMs: number },
+    logger: Logger,
+  ): Promise<KeyCache> {
+    const cache = new KeyCache({
+      prisma: db.prisma,
+      databaseUrl: config.databaseUrl,
+      logger,
+      ttlMs: config.keyCacheTtlMs,
+    });
+    await cache.start();
+    return cache;
+  }
+
   /** Connects the listener; resolves once it listens or, failing that, has scheduled a retry. */
   async start(): Promise<void> {
     if (this.opts.ttlMs > 0) await this.listener.start();

@@ -629,57 +629,50 @@ describe('the apply statement against Postgres', () => {
       }
     });
 
-    it('concurrent batches creating the same new entities are retried, not failed', async () => {
+    /**
+     * Two appliers on separate pools create the same 10 new entities at once, 20 times (one
+     * creates and activates them, the other deletes them, in opposite entity orders, so without
+     * sorted locking they would deadlock), each statement taking `locks` first. Returns the
+     * retries both reported.
+     */
+    async function raceOnNewEntities(prefix: string, locks: number[]): Promise<string[]> {
       const poolB = new pg.Pool({ connectionString: db.url, max: 4 });
       const retries: string[] = [];
-      const applierB = new Applier(poolB, registry, logger, (reason) => retries.push(reason));
       const applierA = new Applier(pool, registry, logger, (reason) => retries.push(reason));
+      const applierB = new Applier(poolB, registry, logger, (reason) => retries.push(reason));
       try {
         for (let round = 0; round < 20; round++) {
-          const ids = Array.from({ length: 10 }, (_, i) => `race-${round}-${i}`);
+          const ids = Array.from({ length: 10 }, (_, i) => `${prefix}-${round}-${i}`);
           const side = (types: string[]) =>
             prepare(
               ids.flatMap((entityId) => types.map((type) => ({ machine: 'promotion', entityId, type }))),
             );
-          // Opposite entity orders, so without sorted locking they would deadlock.
           const a = side(['create', 'activate']);
           const b = side(['delete']).reverse();
-          const [ra, rb] = await Promise.all([applierA.apply(batchOf(a)), applierB.apply(batchOf(b))]);
+          const [ra, rb] = await Promise.all([
+            applierA.apply(batchOf(a), locks),
+            applierB.apply(batchOf(b), locks),
+          ]);
           expect(rb.every((r) => r.outcome === 'applied')).toBe(true);
           expect(ra.every((r) => r.outcome !== 'rejected')).toBe(true);
           const stored = await readRows('promotion', ids);
           expect([...stored.values()].map((r) => r.status)).toEqual(ids.map(() => 'DELETED'));
         }
-        // The collisions happened, and each was counted by its reason (promosync_apply_retries_total).
-        expect(retries.length).toBeGreaterThan(0);
-        expect(new Set(retries)).toEqual(new Set(['entity_created']));
+        return retries;
       } finally {
         await poolB.end();
       }
+    }
+
+    it('concurrent batches creating the same new entities are retried, not failed', async () => {
+      const retries = await raceOnNewEntities('race', []);
+      // The collisions happened, and each was counted by its reason (promosync_apply_retries_total).
+      expect(retries.length).toBeGreaterThan(0);
+      expect(new Set(retries)).toEqual(new Set(['entity_created']));
     });
 
     it('batches that take the same apply lock run one after the other: no retry, the same rows', async () => {
-      const poolB = new pg.Pool({ connectionString: db.url, max: 4 });
-      const retries: string[] = [];
-      const applierA = new Applier(pool, registry, logger, (reason) => retries.push(reason));
-      const applierB = new Applier(poolB, registry, logger, (reason) => retries.push(reason));
-      try {
-        for (let round = 0; round < 20; round++) {
-          const ids = Array.from({ length: 10 }, (_, i) => `locked-${round}-${i}`);
-          const side = (types: string[]) =>
-            prepare(
-              ids.flatMap((entityId) => types.map((type) => ({ machine: 'promotion', entityId, type }))),
-            );
-          const a = side(['create', 'activate']);
-          const b = side(['delete']).reverse();
-          await Promise.all([applierA.apply(batchOf(a), [7]), applierB.apply(batchOf(b), [7])]);
-          const stored = await readRows('promotion', ids);
-          expect([...stored.values()].map((r) => r.status)).toEqual(ids.map(() => 'DELETED'));
-        }
-        expect(retries).toEqual([]);
-      } finally {
-        await poolB.end();
-      }
+      expect(await raceOnNewEntities('locked', [7])).toEqual([]);
     });
   });
 
