@@ -75,10 +75,17 @@ export function fieldUsage(values: Readonly<Record<string, FieldValue | null>>):
   fields: number;
   bytes: number;
 } {
+  return usage(Object.entries(values));
+}
+
+/** {@link fieldUsage} of name-value pairs. */
+function usage(entries: Iterable<readonly [string, FieldValue | null | undefined]>): {
+  fields: number;
+  bytes: number;
+} {
   let count = 0;
   let bytes = 0;
-  for (const name in values) {
-    const v = values[name];
+  for (const [name, v] of entries) {
     if (v === null || v === undefined) continue;
     count += 1;
     bytes += fieldBytes(name, v);
@@ -88,15 +95,8 @@ export function fieldUsage(values: Readonly<Record<string, FieldValue | null>>):
 
 const usageOf = (
   fields: Readonly<Record<string, { value: FieldValue }>>,
-): { fields: number; bytes: number } => {
-  let bytes = 0;
-  let count = 0;
-  for (const name in fields) {
-    count += 1;
-    bytes += fieldBytes(name, fields[name]!.value);
-  }
-  return { fields: count, bytes };
-};
+): { fields: number; bytes: number } =>
+  usage(Object.entries(fields).map(([name, f]) => [name, f.value] as const));
 
 /**
  * Why going from fields `before` to `after` passes an entity's limits, or null when it does not:

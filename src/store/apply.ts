@@ -137,20 +137,22 @@ export class Applier {
         'owner moved, row recomputed from its log',
       );
     }
+    // The events the recomputations held back, by source and content, each hashed once.
+    const heldBack = new Map<string, string>();
+    for (const refold of done.values())
+      for (const h of refold.heldBack)
+        heldBack.set(`${h.event.source}\u0000${contentHash(h.event)}`, h.reason);
     rows.forEach((r, i) => {
       const { event } = batch[r.idx]!;
       const refold = done.get(`${event.machine}\u0000${event.entityId}`);
       if (!refold) return;
       out[i]!.status = refold.row?.status ?? null;
-      if (out[i]!.outcome !== 'applied' && out[i]!.outcome !== 'stale') return;
-      const hash = contentHash(event);
-      const held = refold.heldBack.find(
-        (h) => h.event.source === event.source && contentHash(h.event) === hash,
-      );
-      if (held) {
+      if (heldBack.size === 0 || (out[i]!.outcome !== 'applied' && out[i]!.outcome !== 'stale')) return;
+      const reason = heldBack.get(`${event.source}\u0000${contentHash(event)}`);
+      if (reason !== undefined) {
         out[i]!.outcome = 'rejected';
         out[i]!.anomaly = false;
-        out[i]!.reason = held.reason;
+        out[i]!.reason = reason;
       }
     });
   }

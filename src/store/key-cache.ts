@@ -1,13 +1,12 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { PrismaClient } from './db.ts';
 import { Listener } from './listener.ts';
 import {
+  checkSecret,
   KEYS_CHANNEL,
   loadKey,
   onKeyRevoked,
   parseKey,
-  secretDigest,
   type Principal,
   type StoredKey,
 } from './keys.ts';
@@ -28,8 +27,6 @@ interface Entry {
   key: StoredKey;
   until: number;
 }
-
-const NO_DIGEST = secretDigest('');
 
 /**
  * The API keys one API process verified recently (docs/api.md#revoking-a-key), so
@@ -117,8 +114,7 @@ export class KeyCache {
     } else {
       key = await loadKey(this.opts.prisma, parsed.id);
     }
-    const ok = timingSafeEqual(secretDigest(parsed.secret), key ? key.digest : NO_DIGEST);
-    return ok && key !== null ? key.principal : null;
+    return checkSecret(parsed.secret, key);
   }
 
   /** Drops one key, or every key, from the cache; reads in flight are not cached. */

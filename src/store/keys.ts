@@ -35,7 +35,6 @@ export interface KeyRecord extends Principal {
 
 /** The secret's SHA-256, as stored; what every check compares in constant time. */
 export const secretDigest = (secret: string): Buffer => createHash('sha256').update(secret).digest();
-const hash = secretDigest;
 
 /**
  * The NOTIFY channel on which every change of an `api_key` row is announced with the key's id
@@ -97,7 +96,7 @@ export async function createKey(
   const row = await prisma.apiKey.create({
     data: {
       id,
-      secretHash: new Uint8Array(hash(secret)),
+      secretHash: new Uint8Array(secretDigest(secret)),
       role: spec.role,
       source: spec.role === 'producer' ? (spec.source ?? null) : null,
       machines: spec.role === 'producer' || spec.role === 'checkout' ? (spec.machines ?? []) : [],
@@ -138,12 +137,20 @@ function toRecord(row: {
  * key. The secret's hash is compared in constant time.
  */
 export async function verifyKey(prisma: PrismaClient, presented: string): Promise<Principal | null> {
-  const m = KEY_PATTERN.exec(presented);
-  if (!m) return null;
-  const row = await prisma.apiKey.findUnique({ where: { id: m[1]! } });
-  const expected = row ? Buffer.from(row.secretHash) : hash('');
-  const ok = timingSafeEqual(hash(m[2]!), expected) && row !== null && row.revokedAt === null;
-  return ok ? toRecord(row) : null;
+  const parsed = parseKey(presented);
+  return parsed && checkSecret(parsed.secret, await loadKey(prisma, parsed.id));
+}
+
+const NO_DIGEST = secretDigest('');
+
+/**
+ * The principal of a stored key (null when unknown) if `secret` is its secret and it is not
+ * revoked, else null. The digests are compared in constant time, an unknown key against a
+ * digest of its own, so the answer takes as long whatever it is.
+ */
+export function checkSecret(secret: string, key: StoredKey | null): Principal | null {
+  const ok = timingSafeEqual(secretDigest(secret), key ? key.digest : NO_DIGEST);
+  return ok && key !== null ? key.principal : null;
 }
 
 export async function listKeys(prisma: PrismaClient): Promise<KeyRecord[]> {
