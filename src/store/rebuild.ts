@@ -286,7 +286,6 @@ export async function refoldEntity(
 ): Promise<Refold> {
   const { row, log } = await readLocked(client, machine, entityId);
   const held: Array<{ index: number; reason: string }> = [];
-  const events = log.map((e) => prepareLogged(registry, machine, e));
   const r = recompute(registry, machine, row, log, {
     entity: registry.limits.entity,
     onHeldBack: (index, reason) => held.push({ index, reason }),
@@ -299,7 +298,12 @@ export async function refoldEntity(
     );
   }
   if (r && row) await writeRow(client, machine, entityId, r, true);
-  return { row: r, heldBack: held.map((h) => ({ event: events[h.index]!, reason: h.reason })) };
+  // Only the events held back are prepared again, to report them (usually none).
+  const heldBack = held.map((h) => ({
+    event: prepareLogged(registry, machine, log[h.index]!),
+    reason: h.reason,
+  }));
+  return { row: r, heldBack };
 }
 
 /**
