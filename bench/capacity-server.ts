@@ -1,6 +1,8 @@
 // The capacity benchmark's server: promosync's API app (the product's createApp, with its
-// capacity service) plus a reference endpoint that lives only here, on the same Express
-// setup, the same key check and the same Postgres pool. The reference admits each request
+// capacity service) plus a reference endpoint that lives only here, in an Express app of its
+// own with the same settings, the same key check and the same Postgres pool, on the same HTTP
+// server (requests under /reference/ go to it, the rest to promosync's app, as `promosync api`
+// serves it). The reference admits each request
 // with one conditional UPDATE of one counter row: the usual design, and the one that
 // collapses on a hot row.
 import express from 'express';
@@ -42,11 +44,11 @@ const app = createApp({
   capacity,
 });
 
-const outer = express();
-outer.disable('x-powered-by');
-outer.set('etag', false);
-outer.set('query parser', 'simple');
-outer.post(
+const reference = express();
+reference.disable('x-powered-by');
+reference.set('etag', false);
+reference.set('query parser', 'simple');
+reference.post(
   '/reference/:id/reservations',
   authenticate(verify, ['checkout', 'admin']),
   express.json({ limit: '16kb', type: () => true }),
@@ -60,9 +62,7 @@ outer.post(
     else res.status(409).json({ code: 'capacity_exhausted' });
   },
 );
-outer.use(app);
-
-const server = new ApiServer(outer);
+const server = new ApiServer((req, res) => (req.url?.startsWith('/reference/') ? reference : app)(req, res));
 const port = await server.start(0, '127.0.0.1');
 process.stdout.write(`API on http://127.0.0.1:${port}\n`);
 process.on('SIGTERM', () => {

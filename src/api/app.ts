@@ -13,7 +13,7 @@ import { eventsRouter } from './routes/events.ts';
 import { entitiesRouter } from './routes/entities.ts';
 import { watchRouter } from './routes/watch.ts';
 import type { ChangeHub } from './change-hub.ts';
-import { capacityRouter } from './routes/capacity.ts';
+import { capacityRouter, reservationFastPath } from './routes/capacity.ts';
 import { machinesRouter } from './routes/machines.ts';
 import { healthRouter, type Probe } from './routes/health.ts';
 import { apiDocsRouter } from './openapi.ts';
@@ -97,7 +97,10 @@ export function createApp(deps: AppDeps): Express {
     const counter = deps.metrics.httpRequests;
     app.use((req, res, next) => {
       res.on('finish', () => {
-        const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
+        const route =
+          (req.route as { path?: string } | undefined)?.path ??
+          (res.locals.route as string | undefined) ??
+          'unmatched';
         counter.inc({ method: req.method, route, status: String(res.statusCode) });
       });
       next();
@@ -105,6 +108,8 @@ export function createApp(deps: AppDeps): Express {
   }
   // Before the body is read: a key over its limit costs neither parsing nor a key lookup.
   if (deps.rateLimit) app.use('/v1', rateLimit(deps.rateLimit));
+  const { capacity } = routed;
+  if (capacity) app.use(reservationFastPath({ ...routed, capacity }));
   app.use(
     healthRouter({
       probes: deps.probes,
@@ -122,7 +127,6 @@ export function createApp(deps: AppDeps): Express {
   app.use(machinesRouter(routed));
   // Before the entities router, whose /v1/:collection/:id would take "watch" for an id.
   if (deps.changes) app.use(watchRouter({ ...routed, changes: deps.changes }));
-  const { capacity } = routed;
   if (capacity) app.use(capacityRouter({ ...routed, capacity }));
   app.use(
     entitiesRouter({

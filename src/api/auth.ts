@@ -11,23 +11,31 @@ declare module 'express-serve-static-core' {
 /** Looks a presented key up; null when it is unknown or revoked. */
 export type KeyVerifier = (key: string) => Promise<Principal | null>;
 
+/** The principal of an `Authorization` header, if it carries a live key of one of `roles`; throws otherwise. */
+export async function principalFor(
+  verify: KeyVerifier,
+  header: string | undefined,
+  roles: readonly Role[],
+): Promise<Principal> {
+  const m = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!m) {
+    throw new PromosyncError('unauthorized', 'send an API key as "Authorization: Bearer <key>"');
+  }
+  const principal = await verify(m[1]!);
+  if (!principal) throw new PromosyncError('unauthorized', 'the API key is unknown or revoked');
+  if (!roles.includes(principal.role)) {
+    throw new PromosyncError(
+      'forbidden',
+      `this endpoint needs a key with role ${roles.join(' or ')}, not ${principal.role}`,
+    );
+  }
+  return principal;
+}
+
 /** Requires `Authorization: Bearer <key>` of one of `roles`. */
-export function authenticate(verify: KeyVerifier, roles: Role[]): RequestHandler {
+export function authenticate(verify: KeyVerifier, roles: readonly Role[]): RequestHandler {
   return async (req: Request, _res: Response, next: NextFunction) => {
-    const header = req.headers.authorization;
-    const m = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!m) {
-      throw new PromosyncError('unauthorized', 'send an API key as "Authorization: Bearer <key>"');
-    }
-    const principal = await verify(m[1]!);
-    if (!principal) throw new PromosyncError('unauthorized', 'the API key is unknown or revoked');
-    if (!roles.includes(principal.role)) {
-      throw new PromosyncError(
-        'forbidden',
-        `this endpoint needs a key with role ${roles.join(' or ')}, not ${principal.role}`,
-      );
-    }
-    req.principal = principal;
+    req.principal = await principalFor(verify, req.headers.authorization, roles);
     next();
   };
 }

@@ -1,12 +1,11 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Express } from 'express';
 
-/** An HTTP server around the app, with `start()`/`close()`. */
+/** An HTTP server around the app (an Express app or any request listener), with `start()`/`close()`. */
 export class ApiServer {
   private server: Server | undefined;
 
-  constructor(private readonly app: Express) {}
+  constructor(private readonly app: RequestListener) {}
 
   /** Listens and resolves with the bound port (pass 0 for any free port). */
   async start(port: number, host: string): Promise<number> {

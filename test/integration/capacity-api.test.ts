@@ -1,4 +1,9 @@
+import express from 'express';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiServer } from '../../src/api/index.ts';
+import { reservationFastPath } from '../../src/api/routes/capacity.ts';
+import { CapacityService } from '../../src/capacity/index.ts';
 import { startHarness, type Harness } from '../helpers/harness.ts';
 import { createKey } from '../../src/store/keys.ts';
 import { expectCapacityInvariants, pushPromotion } from '../helpers/capacity.ts';
@@ -255,5 +260,127 @@ describe('promotion capacity over REST', () => {
       "SELECT count(*)::int AS n FROM reservation WHERE promotion_id = 'p-bad'",
     );
     expect(rows[0]!.n).toBe(0);
+  });
+  // Reservations written plainly are answered before the routers (reservationFastPath); a query,
+  // another JSON media type or a compressed body go through the router. Both must answer alike.
+  it('the checkout path answers every kind of request as the router does', async () => {
+    // Twin promotions, one per path, so that each path meets the same room under the caps.
+    for (const how of ['plain', 'routed']) {
+      await pushPromotion(h.request, `p-paths-${how}`, ['activate']);
+      await setLimits(`p-paths-${how}`, { total: 3, perCustomer: 2 });
+      await pushPromotion(h.request, `p-paths-off-${how}`, ['create']);
+    }
+    const producer = h.keys.producer;
+    // [promotion, body as sent, key, content type]; each case is sent once per path, to the
+    // path's twin of the promotion, with its own order ids.
+    const cases: Array<[string, (order: string) => string, string | null, string]> = [
+      ['p-paths', (o) => JSON.stringify({ orderId: o, customerId: 'c-1' }), checkout, 'application/json'],
+      [
+        'p-paths',
+        (o) => JSON.stringify({ orderId: o, customerId: 'c-2', units: 2 }),
+        checkout,
+        'application/json; charset=utf-8',
+      ],
+      ['p-paths', (o) => JSON.stringify({ orderId: o }), checkout, 'application/json'],
+      [
+        'p-paths',
+        (o) => JSON.stringify({ orderId: o, customerId: 'c-1', extra: 1 }),
+        checkout,
+        'application/json',
+      ],
+      [
+        'p-paths',
+        (o) => JSON.stringify({ orderId: o, customerId: 'c-1', units: -1 }),
+        checkout,
+        'application/json',
+      ],
+      ['p-paths', (o) => `{"orderId": "${o}",`, checkout, 'application/json'],
+      ['p-paths', () => '[1, 2]', checkout, 'application/json'],
+      ['p-paths', (o) => JSON.stringify({ orderId: o }), null, 'application/json'],
+      ['p-paths', (o) => JSON.stringify({ orderId: o }), 'ps_nope.nope', 'application/json'],
+      ['p-paths', (o) => JSON.stringify({ orderId: o }), producer, 'application/json'],
+      ['p-paths', (o) => JSON.stringify({ orderId: o }), checkoutOther, 'application/json'],
+      ['p-paths-off', (o) => JSON.stringify({ orderId: o }), checkout, 'application/json'],
+      ['no-such-promotion', (o) => JSON.stringify({ orderId: o }), checkout, 'application/json'],
+    ];
+    const answers: Record<'plain' | 'routed', Array<[number, unknown]>> = { plain: [], routed: [] };
+    for (const [i, [id, body, key, type]] of cases.entries()) {
+      for (const how of ['plain', 'routed'] as const) {
+        const promotion = id === 'no-such-promotion' ? id : `${id}-${how}`;
+        const res = await h.request(
+          `/v1/promotions/${promotion}/reservations${how === 'routed' ? '?via=router' : ''}`,
+          {
+            method: 'POST',
+            body: body(`o-${i}-${how}`),
+            key,
+            headers: { 'content-type': type },
+          },
+        );
+        const text = await res.text();
+        const json = (text ? JSON.parse(text) : null) as Record<string, unknown> | null;
+        // What may differ: the promotion and order ids, the expiry and the query in `instance`.
+        const shown = JSON.parse(
+          JSON.stringify(json)
+            .replaceAll(`o-${i}-${how}`, 'o-*')
+            .replaceAll(`-${how}`, '')
+            .replaceAll('?via=router', ''),
+        ) as Record<string, unknown> | null;
+        if (shown && 'expiresAt' in shown) shown.expiresAt = '*';
+        if (shown && Array.isArray(shown.errors))
+          for (const e of shown.errors as Array<{ message: string }>)
+            e.message = e.message.replace(/position \d+.*/, '');
+        answers[how].push([res.status, { type: res.headers.get('content-type'), body: shown }]);
+      }
+      expect(answers.plain[i], `case ${i}`).toEqual(answers.routed[i]);
+    }
+    expect(answers.plain.map(([status]) => status)).toEqual([
+      201, 201, 400, 400, 400, 400, 400, 401, 401, 403, 404, 409, 409,
+    ]);
+  });
+  it('plain reservations are answered before the routers; anything else is left to them', async () => {
+    await pushPromotion(h.request, 'p-fast', ['activate']);
+    const capacity = new CapacityService({ pool: h.service.db.pool, logger: pino({ level: 'silent' }) });
+    const app = express();
+    app.use(reservationFastPath({ capacity, verify: (key) => h.service.keys!.verify(key) }));
+    app.use((_req, res) => void res.status(299).end());
+    const server = new ApiServer(app);
+    const port = await server.start(0, '127.0.0.1');
+    let n = 0;
+    const send = async (
+      path: string,
+      init: { type?: string; body?: string; method?: string; encoding?: string } = {},
+    ) => {
+      const headers: Record<string, string> = {
+        authorization: `Bearer ${checkout}`,
+        'content-type': init.type ?? 'application/json',
+      };
+      if (init.encoding) headers['content-encoding'] = init.encoding;
+      const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+        method: init.method ?? 'POST',
+        headers,
+        ...(init.method === 'GET' ? {} : { body: init.body ?? JSON.stringify({ orderId: `f-${n++}` }) }),
+      });
+      await res.arrayBuffer();
+      return res.status;
+    };
+    try {
+      const plain = '/v1/promotions/p-fast/reservations';
+      expect(await send(plain)).toBe(201);
+      expect(await send(plain, { type: 'application/json; charset=UTF-8' })).toBe(201);
+      expect(await send(`${plain}?x=1`)).toBe(299);
+      expect(await send(`${plain}/`)).toBe(299);
+      expect(await send('/v1/promotions/p%2Dfast/reservations')).toBe(299);
+      expect(await send('/V1/promotions/p-fast/reservations')).toBe(299);
+      expect(await send(plain, { type: 'application/merge-patch+json' })).toBe(299);
+      expect(await send(plain, { type: 'application/json; charset=latin1' })).toBe(299);
+      expect(await send(plain, { encoding: 'identity' })).toBe(299);
+      expect(await send(plain, { method: 'GET' })).toBe(299);
+      expect(
+        await send(plain, { body: JSON.stringify({ orderId: 'f-big', pad: 'x'.repeat(17 * 1024) }) }),
+      ).toBe(299);
+    } finally {
+      await server.close();
+      await capacity.close();
+    }
   });
 });

@@ -1,9 +1,15 @@
-import express, { Router, type NextFunction, type Request, type Response } from 'express';
+import express, {
+  Router,
+  type NextFunction,
+  type Request,
+  type RequestHandler,
+  type Response,
+} from 'express';
 import type { z } from 'zod';
-import { PromosyncError, type Reservation } from '../../domain/index.ts';
+import { ID_PATTERN, PromosyncError, type Reservation } from '../../domain/index.ts';
 import type { CapacityService } from '../../capacity/index.ts';
-import type { PrismaClient } from '../../store/index.ts';
-import { authenticate, principalOf, type KeyVerifier } from '../auth.ts';
+import type { PrismaClient, Role } from '../../store/index.ts';
+import { authenticate, principalFor, principalOf, type KeyVerifier } from '../auth.ts';
 import {
   CAPACITY_MACHINE,
   mayReadCapacity,
@@ -55,6 +61,134 @@ const reservationView = (r: Reservation) => ({
 });
 
 /**
+ * Admits one reservation request of a principal who may reserve on promotion `id`: the status
+ * and body of the answer, or a PromosyncError for a refusal.
+ */
+async function reserveAnswer(
+  capacity: CapacityService,
+  id: string,
+  raw: unknown,
+): Promise<{ status: number; body: unknown }> {
+  const body = parseBody(reserveBody, raw);
+  const result = await capacity.reserve(id, {
+    orderId: body.orderId,
+    customerId: body.customerId ?? null,
+    units: body.units,
+    holdSeconds: body.holdSeconds,
+  });
+  switch (result.kind) {
+    case 'granted':
+    case 'replay': {
+      const r = result.reservation;
+      // A replay is the first answer again, whatever happened to the reservation since.
+      return {
+        status: result.kind === 'granted' ? 201 : 200,
+        body: {
+          orderId: r.orderId,
+          status: 'held',
+          units: r.units,
+          customerId: r.customerId,
+          expiresAt: r.expiresAt.toISOString(),
+          remaining: r.remaining,
+        },
+      };
+    }
+    case 'conflict':
+      throw new PromosyncError(
+        'order_conflict',
+        `order ${body.orderId} was reserved with ${result.reservation.units} unit(s) for customer ${result.reservation.customerId ?? '(none)'}; use a new orderId`,
+      );
+    case 'not_active':
+      throw new PromosyncError('promotion_not_active', `promotion ${id} is not ACTIVATED`);
+    case 'customer_required':
+      throw new PromosyncError('invalid_request', 'this promotion has a perCustomer limit', {
+        problems: [{ path: 'customerId', message: 'required: the promotion has a perCustomer limit' }],
+      });
+    case 'exhausted':
+      throw new PromosyncError(
+        'capacity_exhausted',
+        `the ${result.limit} limit of promotion ${id} has no room for ${body.units} more unit(s)`,
+        { problems: [{ path: result.limit, message: 'limit reached' }] },
+      );
+  }
+}
+
+/** Roles that may reserve, confirm and release. */
+const CHECKOUT_ROLES: Role[] = ['checkout', 'admin'];
+
+/** Largest body of a capacity request. */
+const BODY_LIMIT = 16 * 1024;
+
+/** `POST /v1/promotions/{id}/reservations` written plainly: no escapes, slashes or query. */
+const RESERVE_PATH = new RegExp(
+  `^/v1/promotions/(${ID_PATTERN.source.replace(/^\^|\$$/g, '')})/reservations$`,
+);
+const PLAIN_JSON = /^application\/json(?:\s*;\s*charset=utf-8)?$/i;
+
+/** Label of the reservation endpoint in `promosync_http_requests_total`. */
+export const RESERVATIONS_ROUTE = '/v1/promotions/:id/reservations';
+
+/**
+ * The checkout path without the router: a reservation written plainly (the path as above, a
+ * JSON body with a Content-Length within the limit, no Content-Encoding) is answered here,
+ * before the request walks every router of the app or meets the generic body parser; anything
+ * else goes on to the route in {@link capacityRouter}, which answers it the same way. Register
+ * it after the headers, metrics and rate-limit middleware and before the routers.
+ */
+export function reservationFastPath(deps: {
+  capacity: CapacityService;
+  verify: KeyVerifier;
+}): RequestHandler {
+  return async (req, res, next) => {
+    if (req.method !== 'POST') return next();
+    const m = RESERVE_PATH.exec(req.url);
+    const length = Number(req.headers['content-length']);
+    if (
+      !m ||
+      !(length <= BODY_LIMIT) ||
+      req.headers['content-encoding'] !== undefined ||
+      !PLAIN_JSON.test(req.headers['content-type'] ?? '')
+    )
+      return next();
+    res.locals.route = RESERVATIONS_ROUTE;
+    const principal = await principalFor(deps.verify, req.headers.authorization, CHECKOUT_ROLES);
+    const id = m[1]!;
+    if (!mayReserve(principal)) throw new PromosyncError('not_found', `no promotion ${id}`);
+    req.principal = principal;
+    const text = await readBody(req, length);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch (err) {
+      throw new PromosyncError('invalid_json', 'the body is not valid JSON', {
+        problems: [{ path: '(body)', message: (err as Error).message }],
+      });
+    }
+    const { status, body } = await reserveAnswer(deps.capacity, id, raw);
+    const json = JSON.stringify(body);
+    res.writeHead(status, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': Buffer.byteLength(json),
+    });
+    res.end(json);
+  };
+}
+
+/** The UTF-8 body of a request whose Content-Length is `length`. */
+function readBody(req: Request, length: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('error', reject);
+    req.on('aborted', () => reject(new PromosyncError('invalid_request', 'the body could not be read')));
+    req.on('end', () => {
+      const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
+      resolve(buf.toString('utf8'));
+    });
+  });
+}
+
+/**
  * Promotion capacity (docs/design.md#capacity): limits, reservations (held, then confirmed,
  * released or expired) and the capacity summary.
  */
@@ -64,8 +198,8 @@ export function capacityRouter(deps: {
   verify: KeyVerifier;
 }): Router {
   const router = Router();
-  const json = express.json({ limit: '16kb', type: () => true, strict: false });
-  const checkout = authenticate(deps.verify, ['checkout', 'admin']);
+  const json = express.json({ limit: BODY_LIMIT, type: () => true, strict: false });
+  const checkout = authenticate(deps.verify, CHECKOUT_ROLES);
   const base = '/v1/promotions/:id';
 
   const promotionId = (req: Request): string => {
@@ -119,48 +253,9 @@ export function capacityRouter(deps: {
     },
   );
 
-  router.post(`${base}/reservations`, checkout, jsonOnly, json, async (req, res) => {
-    const id = reservable(req);
-    const body = parseBody(reserveBody, req.body);
-    const result = await deps.capacity.reserve(id, {
-      orderId: body.orderId,
-      customerId: body.customerId ?? null,
-      units: body.units,
-      holdSeconds: body.holdSeconds,
-    });
-    switch (result.kind) {
-      case 'granted':
-      case 'replay': {
-        const r = result.reservation;
-        // A replay is the first answer again, whatever happened to the reservation since.
-        res.status(result.kind === 'granted' ? 201 : 200).json({
-          orderId: r.orderId,
-          status: 'held',
-          units: r.units,
-          customerId: r.customerId,
-          expiresAt: r.expiresAt.toISOString(),
-          remaining: r.remaining,
-        });
-        return;
-      }
-      case 'conflict':
-        throw new PromosyncError(
-          'order_conflict',
-          `order ${body.orderId} was reserved with ${result.reservation.units} unit(s) for customer ${result.reservation.customerId ?? '(none)'}; use a new orderId`,
-        );
-      case 'not_active':
-        throw new PromosyncError('promotion_not_active', `promotion ${id} is not ACTIVATED`);
-      case 'customer_required':
-        throw new PromosyncError('invalid_request', 'this promotion has a perCustomer limit', {
-          problems: [{ path: 'customerId', message: 'required: the promotion has a perCustomer limit' }],
-        });
-      case 'exhausted':
-        throw new PromosyncError(
-          'capacity_exhausted',
-          `the ${result.limit} limit of promotion ${id} has no room for ${body.units} more unit(s)`,
-          { problems: [{ path: result.limit, message: 'limit reached' }] },
-        );
-    }
+  router.post(RESERVATIONS_ROUTE, checkout, jsonOnly, json, async (req, res) => {
+    const { status, body } = await reserveAnswer(deps.capacity, reservable(req), req.body);
+    res.status(status).json(body);
   });
 
   router.get(`${base}/reservations/:orderId`, checkout, async (req, res) => {
