@@ -1,18 +1,20 @@
-// The capacity benchmark's server: promosync's API app (the product's createApp, with its
-// capacity service) plus a reference endpoint that lives only here, in an Express app of its
-// own with the same settings, the same key check and the same Postgres pool, on the same HTTP
-// server (requests under /reference/ go to it, the rest to promosync's app, as `promosync api`
-// serves it). The reference admits each request
+// The capacity benchmark's server: promosync's API app (the product's createListener, with its
+// capacity service) plus a reference endpoint that lives only here, served on the same HTTP
+// server the way the checkout path serves reservations (node's server, the same key check,
+// the body read plainly) and on the same Postgres pool: requests under /reference/ go to it,
+// the rest to promosync's listener, as `promosync api` serves it. The reference admits each request
 // with one conditional UPDATE of one counter row: the usual design, and the one that
 // collapses on a hot row.
-import express from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import pino from 'pino';
 import { machines } from '../machines/index.ts';
-import { createApp, ApiServer } from '../src/api/index.ts';
-import { authenticate } from '../src/api/auth.ts';
+import { createListener, ApiServer } from '../src/api/index.ts';
+import { principalFor } from '../src/api/auth.ts';
+import { readBody } from '../src/api/checkout-path.ts';
+import { CHECKOUT_ROLES } from '../src/api/routes/capacity.ts';
 import { CapacityService } from '../src/capacity/index.ts';
 import { loadConfig } from '../src/config.ts';
-import { MachineRegistry } from '../src/domain/index.ts';
+import { MachineRegistry, PromosyncError } from '../src/domain/index.ts';
 import { CapacityMetrics, Metrics } from '../src/observability/index.ts';
 import { createRedis, EventQueue } from '../src/queue/index.ts';
 import { KeyCache, openDatabase } from '../src/store/index.ts';
@@ -33,7 +35,7 @@ capacity.start();
 // The product's key check: verified keys cached, revocations notified (src/store/key-cache.ts).
 const keys = await KeyCache.open(db, config, logger);
 const verify = (key: string) => keys.verify(key);
-const app = createApp({
+const app = createListener({
   registry: MachineRegistry.from(machines),
   queue,
   prisma: db.prisma,
@@ -44,25 +46,38 @@ const app = createApp({
   capacity,
 });
 
-const reference = express();
-reference.disable('x-powered-by');
-reference.set('etag', false);
-reference.set('query parser', 'simple');
-reference.post(
-  '/reference/:id/reservations',
-  authenticate(verify, ['checkout', 'admin']),
-  express.json({ limit: '16kb', type: () => true }),
-  async (req, res) => {
-    const units = Number((req.body as { units?: number }).units ?? 1);
+// Served the way the checkout path serves promosync's reservations: node's HTTP server, the
+// product's key check (principalFor, the cached keys), the body read plainly.
+const REFERENCE_PATH = /^\/reference\/([A-Za-z0-9._:-]{1,128})\/reservations$/;
+const reference = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  const answer = (status: number, body: unknown) => {
+    const json = JSON.stringify(body);
+    res.writeHead(status, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': Buffer.byteLength(json),
+    });
+    res.end(json);
+  };
+  try {
+    const m = REFERENCE_PATH.exec(req.url!);
+    if (req.method !== 'POST' || !m) return answer(404, { code: 'not_found' });
+    await principalFor(verify, req.headers.authorization, CHECKOUT_ROLES);
+    const body = JSON.parse(await readBody(req, Number(req.headers['content-length']))) as { units?: number };
+    const units = Number(body.units ?? 1);
     const { rows } = await db.pool.query<{ used: string }>(
       'UPDATE bench_capacity SET used = used + $2 WHERE id = $1 AND used + $2 <= max RETURNING used',
-      [String(req.params.id), units],
+      [m[1]!, units],
     );
-    if (rows[0]) res.status(201).json({ used: Number(rows[0].used) });
-    else res.status(409).json({ code: 'capacity_exhausted' });
-  },
-);
-const server = new ApiServer((req, res) => (req.url?.startsWith('/reference/') ? reference : app)(req, res));
+    if (rows[0]) answer(201, { used: Number(rows[0].used) });
+    else answer(409, { code: 'capacity_exhausted' });
+  } catch (err) {
+    answer(err instanceof PromosyncError ? 401 : 500, { code: (err as Error).message });
+  }
+};
+const server = new ApiServer((req, res) => {
+  if (req.url?.startsWith('/reference/')) void reference(req, res);
+  else app(req, res);
+});
 const port = await server.start(0, '127.0.0.1');
 process.stdout.write(`API on http://127.0.0.1:${port}\n`);
 process.on('SIGTERM', () => {

@@ -214,7 +214,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       const keys = await KeyCache.open(db, config, logger);
       closers.push(() => keys.close());
       keyCache = keys;
-      const { ApiServer, ChangeHub, createApp } = await import('./api/index.ts');
+      const { ApiServer, ChangeHub, createListener } = await import('./api/index.ts');
       const changes = new ChangeHub({
         prisma: db.prisma,
         databaseUrl: config.databaseUrl,
@@ -228,7 +228,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       await changes.start();
       closers.push(() => changes.close());
       hub = changes;
-      const app = createApp({
+      const listener = createListener({
         changes,
         capacity,
         registry,
@@ -254,7 +254,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         },
         acceptance: () => eviction.check(),
       });
-      const server = new ApiServer(app);
+      const server = new ApiServer(listener);
       port = await server.start(config.port, config.host);
       // Open streams end first, so the server has no long request to wait for.
       closers.push(async () => {

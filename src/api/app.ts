@@ -1,3 +1,4 @@
+import type { RequestListener } from 'node:http';
 import express, { type Express } from 'express';
 import type { Logger } from 'pino';
 import { PromosyncError } from '../domain/index.ts';
@@ -7,13 +8,15 @@ import type { PrismaClient } from '../store/index.ts';
 import type { Metrics } from '../observability/index.ts';
 import type { CapacityService } from '../capacity/index.ts';
 import type { KeyVerifier } from './auth.ts';
-import { problemHandler } from './problem.ts';
-import { rateLimit, type RateLimitOptions } from './rate-limit.ts';
+import { checkoutPath } from './checkout-path.ts';
+import { problemHandler, problemReporter, type ProblemReporter } from './problem.ts';
+import { rateCheck, rateLimit, type RateLimitOptions } from './rate-limit.ts';
+import { SECURITY_HEADERS } from './security-headers.ts';
 import { eventsRouter } from './routes/events.ts';
 import { entitiesRouter } from './routes/entities.ts';
 import { watchRouter } from './routes/watch.ts';
 import type { ChangeHub } from './change-hub.ts';
-import { capacityRouter, reservationFastPath } from './routes/capacity.ts';
+import { capacityRouter } from './routes/capacity.ts';
 import { machinesRouter } from './routes/machines.ts';
 import { healthRouter, type Probe } from './routes/health.ts';
 import { apiDocsRouter } from './openapi.ts';
@@ -58,8 +61,15 @@ function guarded(queue: EventQueue, acceptance: () => Promise<void>): EventQueue
   });
 }
 
-/** The Express application: routers only parse, call one function and map the result. */
-export function createApp(deps: AppDeps): Express {
+/** What the Express app and the checkout path in front of it share. */
+interface Parts {
+  /** The dependencies as the routes use them. */
+  routed: AppDeps;
+  report: ProblemReporter;
+  rateCheck: ReturnType<typeof rateCheck>;
+}
+
+function parts(deps: AppDeps): Parts {
   // A key lookup that fails (the database is away) is "try again later", not a server bug:
   // 503 `unavailable`, which producers retry, instead of 500.
   const routed: AppDeps = {
@@ -75,6 +85,41 @@ export function createApp(deps: AppDeps): Express {
       }
     },
   };
+  return {
+    routed,
+    report: problemReporter(deps.logger),
+    rateCheck: deps.rateLimit ? rateCheck(deps.rateLimit) : null,
+  };
+}
+
+/**
+ * The API's request listener: the checkout path (checkout-path.ts) takes the reservations it
+ * can answer, the Express app everything else.
+ */
+export function createListener(deps: AppDeps): RequestListener {
+  const shared = parts(deps);
+  const app = buildApp(deps, shared);
+  const { capacity } = shared.routed;
+  if (!capacity) return app;
+  const checkout = checkoutPath({
+    capacity,
+    verify: shared.routed.verify,
+    report: shared.report,
+    rateCheck: shared.rateCheck,
+    ...(deps.metrics ? { metrics: deps.metrics } : {}),
+  });
+  return (req, res) => {
+    if (!checkout(req, res)) app(req, res);
+  };
+}
+
+/** The Express application: routers only parse, call one function and map the result. */
+export function createApp(deps: AppDeps): Express {
+  return buildApp(deps, parts(deps));
+}
+
+function buildApp(deps: AppDeps, parts: Parts): Express {
+  const { routed } = parts;
   const app = express();
   app.disable('x-powered-by');
   // Every answer is Cache-Control: no-store, so an ETag would never be used; Express would
@@ -82,34 +127,21 @@ export function createApp(deps: AppDeps): Express {
   app.set('etag', false);
   app.set('query parser', 'simple');
   app.use((_req, res, next) => {
-    res.setHeader('X-Content-Type-Options', 'nosniff');
-    res.setHeader('X-Frame-Options', 'DENY');
-    res.setHeader('Referrer-Policy', 'no-referrer');
-    res.setHeader('Cache-Control', 'no-store');
-    // A JSON API loads nothing and is framed by no one; pages that need more set their own.
-    res.setHeader('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'");
-    res.setHeader('Cross-Origin-Resource-Policy', 'same-origin');
-    res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
-    res.setHeader('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
+    for (const [name, value] of SECURITY_HEADERS) res.setHeader(name, value);
     next();
   });
   if (deps.metrics) {
     const counter = deps.metrics.httpRequests;
     app.use((req, res, next) => {
       res.on('finish', () => {
-        const route =
-          (req.route as { path?: string } | undefined)?.path ??
-          (res.locals.route as string | undefined) ??
-          'unmatched';
+        const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
         counter.inc({ method: req.method, route, status: String(res.statusCode) });
       });
       next();
     });
   }
   // Before the body is read: a key over its limit costs neither parsing nor a key lookup.
-  if (deps.rateLimit) app.use('/v1', rateLimit(deps.rateLimit));
-  const { capacity } = routed;
-  if (capacity) app.use(reservationFastPath({ ...routed, capacity }));
+  app.use('/v1', rateLimit(parts.rateCheck));
   app.use(
     healthRouter({
       probes: deps.probes,
@@ -127,6 +159,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(machinesRouter(routed));
   // Before the entities router, whose /v1/:collection/:id would take "watch" for an id.
   if (deps.changes) app.use(watchRouter({ ...routed, changes: deps.changes }));
+  const { capacity } = routed;
   if (capacity) app.use(capacityRouter({ ...routed, capacity }));
   app.use(
     entitiesRouter({
@@ -146,6 +179,6 @@ export function createApp(deps: AppDeps): Express {
   app.use(() => {
     throw new PromosyncError('not_found', 'no such endpoint');
   });
-  app.use(problemHandler(deps.logger));
+  app.use(problemHandler(parts.report));
   return app;
 }

@@ -1,5 +1,5 @@
-// The REST API: the Express app and its server.
-export { createApp, type AppDeps } from './app.ts';
+// The REST API: the Express app, the checkout path in front of it, and their server.
+export { createApp, createListener, type AppDeps } from './app.ts';
 export { ApiServer } from './server.ts';
 export { ChangeHub, type ChangeHubOptions } from './change-hub.ts';
 export type { KeyVerifier } from './auth.ts';

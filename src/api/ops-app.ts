@@ -2,7 +2,7 @@ import express, { type Express } from 'express';
 import type { Logger } from 'pino';
 import { PromosyncError } from '../domain/index.ts';
 import type { Metrics } from '../observability/index.ts';
-import { problemHandler } from './problem.ts';
+import { problemHandler, problemReporter } from './problem.ts';
 import { healthRouter, type Probe } from './routes/health.ts';
 
 /**
@@ -20,6 +20,6 @@ export function createOpsApp(deps: {
   app.use(() => {
     throw new PromosyncError('not_found', 'no such endpoint');
   });
-  app.use(problemHandler(deps.logger));
+  app.use(problemHandler(problemReporter(deps.logger)));
   return app;
 }

@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import { PromosyncError, type ErrorCode } from '../domain/index.ts';
@@ -51,24 +52,28 @@ export const TITLE: Record<ErrorCode, string> = {
   hold_expired: 'Hold expired',
 };
 
-/** Writes an RFC 9457 problem document. */
-export function sendProblem(res: Response, err: PromosyncError): void {
+/** Writes an RFC 9457 problem document about the request at `instance` (its path and query). */
+export function writeProblem(res: ServerResponse, err: PromosyncError, instance: string): void {
   const status = STATUS[err.code];
   if (err.code === 'unauthorized') res.setHeader('WWW-Authenticate', 'Bearer realm="promosync"');
-  res
-    .status(status)
-    .type('application/problem+json')
-    .send(
-      JSON.stringify({
-        type: `urn:promosync:problem:${err.code}`,
-        title: TITLE[err.code],
-        status,
-        code: err.code,
-        detail: err.message,
-        instance: res.req.originalUrl,
-        ...(err.problems.length > 0 ? { errors: err.problems } : {}),
-      }),
-    );
+  const body = JSON.stringify({
+    type: `urn:promosync:problem:${err.code}`,
+    title: TITLE[err.code],
+    status,
+    code: err.code,
+    detail: err.message,
+    instance,
+    ...(err.problems.length > 0 ? { errors: err.problems } : {}),
+  });
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/problem+json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(body);
+}
+
+/** Writes an RFC 9457 problem document about an Express request. */
+export function sendProblem(res: Response, err: PromosyncError): void {
+  writeProblem(res, err, res.req.originalUrl);
 }
 
 interface BodyParserError {
@@ -76,11 +81,14 @@ interface BodyParserError {
   status?: number;
 }
 
-/** Maps anything thrown by a route or by body parsing to a problem response, and logs it. */
-export function problemHandler(logger: Logger): ErrorRequestHandler {
+/** Turns anything thrown while serving a request into the problem to answer, and logs it. */
+export type ProblemReporter = (err: unknown, req: IncomingMessage, instance: string) => PromosyncError;
+
+/** A {@link ProblemReporter} logging to `logger`; share one per process, so its throttle is one. */
+export function problemReporter(logger: Logger): ProblemReporter {
   // Anyone can send bogus keys: one line a second says it happens, with how often.
   const unauthorized = new LogThrottle();
-  return (err: unknown, req, res, _next) => {
+  return (err, req, instance) => {
     let problem: PromosyncError;
     const bp = err as BodyParserError;
     if (err instanceof PromosyncError) problem = err;
@@ -121,13 +129,21 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
       problem = new PromosyncError('internal', 'an unexpected error occurred', { cause: err });
     }
     const status = STATUS[problem.code];
-    const meta = { method: req.method, url: req.originalUrl, code: problem.code, problems: problem.problems };
+    const meta = { method: req.method, url: instance, code: problem.code, problems: problem.problems };
     if (status >= 500) logger.error({ ...meta, err }, problem.message);
     else if (problem.code !== 'unauthorized') logger.warn(meta, problem.message);
     else {
       const suppressed = unauthorized.take();
       if (suppressed !== undefined) logger.warn({ ...meta, suppressed }, problem.message);
     }
+    return problem;
+  };
+}
+
+/** Maps anything thrown by a route or by body parsing to a problem response, and logs it. */
+export function problemHandler(report: ProblemReporter): ErrorRequestHandler {
+  return (err: unknown, req, res, _next) => {
+    const problem = report(err, req, req.originalUrl);
     if (res.headersSent) return;
     sendProblem(res, problem);
   };

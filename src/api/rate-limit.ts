@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { Request, RequestHandler } from 'express';
+import type { IncomingMessage } from 'node:http';
+import type { RequestHandler } from 'express';
 import type { RedisConnection } from '../queue/index.ts';
 import type { Logger } from 'pino';
 import {
@@ -31,7 +32,7 @@ export interface RateLimitOptions {
  * use up someone else's allowance, and a flood with one bad key is stopped before it reaches
  * the database), or the peer address when it presents none.
  */
-export function rateLimitKey(req: Request): string {
+export function rateLimitKey(req: IncomingMessage): string {
   const header = req.headers.authorization;
   const m = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
   if (m) return `k:${createHash('sha256').update(m[1]!).digest('base64url').slice(0, 32)}`;
@@ -60,32 +61,52 @@ function limiter(opts: RateLimitOptions): Consumer {
   return new BurstyRateLimiter(steady, store(`${prefix}:b`, burst, BURST_WINDOW_S));
 }
 
+/** A request over its key's allowance: the 429 to answer and the seconds to put in `Retry-After`. */
+export interface RateRefusal {
+  problem: PromosyncError;
+  retryAfter: number;
+}
+
 /**
- * Per-key rate limiting: a request over the limit gets 429 `rate_limited` with `Retry-After`
- * (seconds), before its body is read or its key looked up.
+ * Counts a request against its key's allowance: null when it may go on. Null itself when
+ * limiting is off.
  */
-export function rateLimit(opts: RateLimitOptions): RequestHandler {
-  if (opts.perSecond <= 0) return (_req, _res, next) => next();
+export function rateCheck(
+  opts: RateLimitOptions,
+): ((req: IncomingMessage) => Promise<RateRefusal | null>) | null {
+  if (opts.perSecond <= 0) return null;
   const rl = limiter(opts);
-  return async (req, res, next) => {
+  return async (req) => {
     try {
       await rl.consume(rateLimitKey(req));
     } catch (rej) {
       if (rej instanceof RateLimiterRes) {
         const seconds = Math.max(1, Math.ceil(rej.msBeforeNext / 1000));
-        res.setHeader('Retry-After', String(seconds));
-        sendProblem(
-          res,
-          new PromosyncError(
+        return {
+          retryAfter: seconds,
+          problem: new PromosyncError(
             'rate_limited',
             `more than ${opts.perSecond} requests per second with this key; retry in ${seconds} s`,
           ),
-        );
-        return;
+        };
       }
       // The limiter itself failed: serve the request rather than refuse everyone.
       opts.logger?.warn({ err: rej }, 'rate limiter unavailable, request not counted');
     }
-    next();
+    return null;
+  };
+}
+
+/**
+ * Per-key rate limiting: a request over the limit gets 429 `rate_limited` with `Retry-After`
+ * (seconds), before its body is read or its key looked up.
+ */
+export function rateLimit(check: ReturnType<typeof rateCheck>): RequestHandler {
+  if (!check) return (_req, _res, next) => next();
+  return async (req, res, next) => {
+    const refused = await check(req);
+    if (!refused) return next();
+    res.setHeader('Retry-After', String(refused.retryAfter));
+    sendProblem(res, refused.problem);
   };
 }

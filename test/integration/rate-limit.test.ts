@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { useHarness } from '../helpers/harness.ts';
 import { createKey } from '../../src/store/keys.ts';
+import { pushPromotion } from '../helpers/capacity.ts';
 
 /** Per-key rate limiting: RATE_LIMIT_PER_SECOND, RATE_LIMIT_BURST, 429 with Retry-After. */
 
@@ -38,6 +39,30 @@ describe('rate limiting per API key', () => {
     expect(retryAfter).toMatch(/^[1-9]\d*$/);
     expect(Number(retryAfter)).toBeLessThanOrEqual(10);
     expect(await r.json()).toMatchObject({ status: 429, code: 'rate_limited' });
+  });
+
+  it('reservations count against the same allowance, and the refused ones take no capacity', async () => {
+    await pushPromotion(h.request, 'rl-promo', ['activate']);
+    const key = (await createKey(h.service.db.prisma, { role: 'checkout' })).key;
+    const res = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        fetch(`${h.url}/v1/promotions/rl-promo/reservations`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ orderId: `rl-${i}` }),
+        }),
+      ),
+    );
+    const granted = res.filter((r) => r.status === 201).length;
+    const limited = res.filter((r) => r.status === 429);
+    expect(granted + limited.length).toBe(20);
+    expect(limited.length).toBeGreaterThan(0);
+    expect(limited[0]!.headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
+    expect(await limited[0]!.json()).toMatchObject({ status: 429, code: 'rate_limited' });
+    const { rows } = await h.service.db.pool.query<{ n: string }>(
+      "SELECT count(*) AS n FROM reservation WHERE promotion_id = 'rl-promo'",
+    );
+    expect(Number(rows[0]!.n)).toBe(granted);
   });
 
   it('the key works again once Retry-After has passed', async () => {

@@ -1,15 +1,9 @@
-import express, {
-  Router,
-  type NextFunction,
-  type Request,
-  type RequestHandler,
-  type Response,
-} from 'express';
+import express, { Router, type NextFunction, type Request, type Response } from 'express';
 import type { z } from 'zod';
-import { ID_PATTERN, PromosyncError, type Reservation } from '../../domain/index.ts';
+import { PromosyncError, type Reservation } from '../../domain/index.ts';
 import type { CapacityService } from '../../capacity/index.ts';
 import type { PrismaClient, Role } from '../../store/index.ts';
-import { authenticate, principalFor, principalOf, type KeyVerifier } from '../auth.ts';
+import { authenticate, principalOf, type KeyVerifier } from '../auth.ts';
 import {
   CAPACITY_MACHINE,
   mayReadCapacity,
@@ -64,7 +58,7 @@ const reservationView = (r: Reservation) => ({
  * Admits one reservation request of a principal who may reserve on promotion `id`: the status
  * and body of the answer, or a PromosyncError for a refusal.
  */
-async function reserveAnswer(
+export async function reserveAnswer(
   capacity: CapacityService,
   id: string,
   raw: unknown,
@@ -114,79 +108,13 @@ async function reserveAnswer(
 }
 
 /** Roles that may reserve, confirm and release. */
-const CHECKOUT_ROLES: Role[] = ['checkout', 'admin'];
+export const CHECKOUT_ROLES: Role[] = ['checkout', 'admin'];
 
 /** Largest body of a capacity request. */
-const BODY_LIMIT = 16 * 1024;
+export const BODY_LIMIT = 16 * 1024;
 
-/** `POST /v1/promotions/{id}/reservations` written plainly: no escapes, slashes or query. */
-const RESERVE_PATH = new RegExp(
-  `^/v1/promotions/(${ID_PATTERN.source.replace(/^\^|\$$/g, '')})/reservations$`,
-);
-const PLAIN_JSON = /^application\/json(?:\s*;\s*charset=utf-8)?$/i;
-
-/** Label of the reservation endpoint in `promosync_http_requests_total`. */
+/** Label of the reservation endpoint in `promosync_http_requests_total`, and its route. */
 export const RESERVATIONS_ROUTE = '/v1/promotions/:id/reservations';
-
-/**
- * The checkout path without the router: a reservation written plainly (the path as above, a
- * JSON body with a Content-Length within the limit, no Content-Encoding) is answered here,
- * before the request walks every router of the app or meets the generic body parser; anything
- * else goes on to the route in {@link capacityRouter}, which answers it the same way. Register
- * it after the headers, metrics and rate-limit middleware and before the routers.
- */
-export function reservationFastPath(deps: {
-  capacity: CapacityService;
-  verify: KeyVerifier;
-}): RequestHandler {
-  return async (req, res, next) => {
-    if (req.method !== 'POST') return next();
-    const m = RESERVE_PATH.exec(req.url);
-    const length = Number(req.headers['content-length']);
-    if (
-      !m ||
-      !(length <= BODY_LIMIT) ||
-      req.headers['content-encoding'] !== undefined ||
-      !PLAIN_JSON.test(req.headers['content-type'] ?? '')
-    )
-      return next();
-    res.locals.route = RESERVATIONS_ROUTE;
-    const principal = await principalFor(deps.verify, req.headers.authorization, CHECKOUT_ROLES);
-    const id = m[1]!;
-    if (!mayReserve(principal)) throw new PromosyncError('not_found', `no promotion ${id}`);
-    req.principal = principal;
-    const text = await readBody(req, length);
-    let raw: unknown;
-    try {
-      raw = JSON.parse(text);
-    } catch (err) {
-      throw new PromosyncError('invalid_json', 'the body is not valid JSON', {
-        problems: [{ path: '(body)', message: (err as Error).message }],
-      });
-    }
-    const { status, body } = await reserveAnswer(deps.capacity, id, raw);
-    const json = JSON.stringify(body);
-    res.writeHead(status, {
-      'Content-Type': 'application/json; charset=utf-8',
-      'Content-Length': Buffer.byteLength(json),
-    });
-    res.end(json);
-  };
-}
-
-/** The UTF-8 body of a request whose Content-Length is `length`. */
-function readBody(req: Request, length: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('error', reject);
-    req.on('aborted', () => reject(new PromosyncError('invalid_request', 'the body could not be read')));
-    req.on('end', () => {
-      const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
-      resolve(buf.toString('utf8'));
-    });
-  });
-}
 
 /**
  * Promotion capacity (docs/design.md#capacity): limits, reservations (held, then confirmed,
