@@ -30,6 +30,7 @@ const capacity = new CapacityService({
   logger,
   metrics: new CapacityMetrics(metrics.registry),
   maxBatch: config.capacityMaxBatch,
+  maxStatements: config.capacityMaxStatements,
 });
 capacity.start();
 // The product's key check: verified keys cached, revocations notified (src/store/key-cache.ts).

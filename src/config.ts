@@ -50,6 +50,12 @@ export const DEFAULTS = Object.freeze({
   queuePartitions: 1,
   /** `KEY_CACHE_TTL_MS`: longest an API process trusts a verified key without reading it again (0: no cache). */
   keyCacheTtlMs: 10_000,
+  /**
+   * `CAPACITY_MAX_STATEMENTS`: admission statements one API process runs at once. Two keep one
+   * statement committing while the next is sent, and make few large statements instead of many
+   * small ones when requests are spread over many promotions (docs/performance.md#capacity).
+   */
+  capacityMaxStatements: 2,
 });
 
 const schema = z.object({
@@ -88,6 +94,7 @@ const schema = z.object({
   WATCH_MAX_BUFFERED_BYTES: int(1024 * 1024, 65_536, 1024 * 1024 * 1024),
   WATCH_STALL_TIMEOUT_MS: int(30_000, 100, 3_600_000),
   CAPACITY_MAX_BATCH: int(500, 1, 10_000),
+  CAPACITY_MAX_STATEMENTS: int(DEFAULTS.capacityMaxStatements, 1, 1000),
   CAPACITY_SWEEP_MS: int(250, 10, 60_000),
   KEY_CACHE_TTL_MS: int(DEFAULTS.keyCacheTtlMs, 0, 3_600_000),
   QUEUE_PARTITIONS: int(DEFAULTS.queuePartitions, 1, 1024),
@@ -157,6 +164,8 @@ export interface Config {
   watchStallTimeoutMs: number;
   /** Reservation requests one admission statement takes at most (of one promotion or several). */
   capacityMaxBatch: number;
+  /** Admission statements one API process runs at once (each on its own pool connection). */
+  capacityMaxStatements: number;
   /** Pause between sweeps of expired holds, in milliseconds. */
   capacitySweepMs: number;
   /** API: how long a verified key is trusted without reading it again (revocations are notified at once); 0 turns the cache off. */
@@ -245,6 +254,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     watchMaxBufferedBytes: e.WATCH_MAX_BUFFERED_BYTES,
     watchStallTimeoutMs: e.WATCH_STALL_TIMEOUT_MS,
     capacityMaxBatch: e.CAPACITY_MAX_BATCH,
+    capacityMaxStatements: e.CAPACITY_MAX_STATEMENTS,
     capacitySweepMs: e.CAPACITY_SWEEP_MS,
     keyCacheTtlMs: e.KEY_CACHE_TTL_MS,
     queuePartitions: e.QUEUE_PARTITIONS,

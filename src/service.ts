@@ -207,6 +207,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
         logger,
         metrics: new CapacityMetrics(metrics.registry),
         maxBatch: config.capacityMaxBatch,
+        maxStatements: config.capacityMaxStatements,
         sweepIntervalMs: config.capacitySweepMs,
       });
       capacity.start();

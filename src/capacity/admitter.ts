@@ -1,4 +1,5 @@
 import type { Pool } from 'pg';
+import { DEFAULTS } from '../config.ts';
 import type { AdmitResult, ReserveRequest } from '../domain/index.ts';
 import { admitReservationsMany, isRetryable, type AdmitBatch } from '../store/index.ts';
 
@@ -6,7 +7,7 @@ import { admitReservationsMany, isRetryable, type AdmitBatch } from '../store/in
 export interface AdmitterOptions {
   /** Requests admitted by one statement at most. @defaultValue 500 */
   maxBatch?: number;
-  /** Admission statements in flight at once. @defaultValue the pool's size */
+  /** Admission statements in flight at once. @defaultValue `DEFAULTS.capacityMaxStatements` */
   maxStatements?: number;
   /** Called after every statement with its size, its duration and the holds it expired. */
   onBatch?: (requests: number, seconds: number, expired: number) => void;
@@ -47,8 +48,7 @@ export class Admitter {
     private readonly opts: AdmitterOptions = {},
   ) {
     this.maxBatch = opts.maxBatch ?? 500;
-    const poolSize = (pool as { options?: { max?: number } }).options?.max;
-    this.maxStatements = Math.max(1, opts.maxStatements ?? poolSize ?? 10);
+    this.maxStatements = Math.max(1, opts.maxStatements ?? DEFAULTS.capacityMaxStatements);
   }
 
   /** Resolves once the request's answer is committed (or known not to need a write). */

@@ -20,6 +20,8 @@ export interface CapacityOptions {
   metrics?: CapacityMetrics;
   /** Requests one admission statement takes at most. @defaultValue 500 */
   maxBatch?: number;
+  /** Admission statements at once. @defaultValue `DEFAULTS.capacityMaxStatements` */
+  maxStatements?: number;
   /** Pause between sweeps of expired holds. @defaultValue 250 */
   sweepIntervalMs?: number;
 }
@@ -44,6 +46,7 @@ export class CapacityService {
   constructor(private readonly o: CapacityOptions) {
     this.admitter = new Admitter(o.pool, {
       ...(o.maxBatch !== undefined ? { maxBatch: o.maxBatch } : {}),
+      ...(o.maxStatements !== undefined ? { maxStatements: o.maxStatements } : {}),
       onBatch: (n, _seconds, expired) => {
         o.metrics?.admitBatch.observe(n);
         if (expired > 0) o.metrics?.expiries.inc(expired);
