@@ -80,17 +80,7 @@ export async function admitReservations(
   promotionId: string,
   requests: ReserveRequest[],
 ): Promise<AdmitBatch> {
-  const { rows } = await pool.query<AdmitRow>(
-    'SELECT * FROM promosync_capacity_admit($1, $2::text[], $3::text[], $4::bigint[], $5::int[])',
-    [
-      promotionId,
-      requests.map((r) => r.orderId),
-      requests.map((r) => r.customerId),
-      requests.map((r) => r.units),
-      requests.map((r) => r.holdSeconds),
-    ],
-  );
-  return toAdmitBatch(promotionId, rows);
+  return (await admitReservationsMany(pool, [{ promotionId, requests }]))[0]!;
 }
 
 /** The requests of one promotion in a statement that admits several. */
@@ -100,48 +90,36 @@ export interface PromotionRequests {
 }
 
 /**
- * Admits reservation requests for several promotions with one statement and one commit: one
- * `promosync_capacity_admit` call per promotion, in the order given, all in one transaction.
- * Callers pass the promotions sorted by id, so that two such statements lock capacity rows in
- * the same order. Returns one {@link AdmitBatch} per promotion, in the order given.
+ * Admits reservation requests for several promotions with one statement and one commit
+ * (`promosync_capacity_admit_all`): the capacity rows are locked in id order, each promotion's
+ * requests are decided in the order given, each promotion as if it were alone. Returns one
+ * {@link AdmitBatch} per promotion, in the order given.
  */
 export async function admitReservationsMany(pool: Pool, groups: PromotionRequests[]): Promise<AdmitBatch[]> {
-  if (groups.length === 1)
-    return [await admitReservations(pool, groups[0]!.promotionId, groups[0]!.requests)];
-  const all = groups.flatMap((g) => g.requests);
-  const lo: number[] = [];
-  const hi: number[] = [];
-  let next = 1;
+  const promotions: string[] = [];
+  const orders: string[] = [];
+  const customers: Array<string | null> = [];
+  const units: number[] = [];
+  const holds: number[] = [];
   for (const g of groups) {
-    lo.push(next);
-    next += g.requests.length;
-    hi.push(next - 1);
+    for (const r of g.requests) {
+      promotions.push(g.promotionId);
+      orders.push(r.orderId);
+      customers.push(r.customerId);
+      units.push(r.units);
+      holds.push(r.holdSeconds);
+    }
   }
-  const { rows } = await pool.query<AdmitRow & { p_n: string }>(
-    `SELECT p.n AS p_n, r.*
-       FROM unnest($1::text[], $2::int[], $3::int[]) WITH ORDINALITY AS p(id, lo, hi, n)
-       CROSS JOIN LATERAL promosync_capacity_admit(
-         p.id, ($4::text[])[p.lo:p.hi], ($5::text[])[p.lo:p.hi], ($6::bigint[])[p.lo:p.hi],
-         ($7::int[])[p.lo:p.hi]) WITH ORDINALITY AS r
-      ORDER BY p.n, r.ordinality`,
-    [
-      groups.map((g) => g.promotionId),
-      lo,
-      hi,
-      all.map((r) => r.orderId),
-      all.map((r) => r.customerId),
-      all.map((r) => r.units),
-      all.map((r) => r.holdSeconds),
-    ],
+  const { rows } = await pool.query<AdmitRow>(
+    'SELECT * FROM promosync_capacity_admit_all($1::text[], $2::text[], $3::text[], $4::bigint[], $5::int[])',
+    [promotions, orders, customers, units, holds],
   );
-  const byGroup: AdmitRow[][] = groups.map(() => []);
-  for (const row of rows) byGroup[Number(row.p_n) - 1]!.push(row);
-  return groups.map((g, i) => {
-    const batch = toAdmitBatch(g.promotionId, byGroup[i]!);
-    if (batch.results.length !== g.requests.length)
-      throw new Error(
-        `admission of promotion ${g.promotionId} answered ${batch.results.length} of ${g.requests.length} requests`,
-      );
+  if (rows.length !== orders.length)
+    throw new Error(`admission answered ${rows.length} of ${orders.length} requests`);
+  let next = 0;
+  return groups.map((g) => {
+    const batch = toAdmitBatch(g.promotionId, rows.slice(next, next + g.requests.length));
+    next += g.requests.length;
     return batch;
   });
 }

@@ -3,7 +3,12 @@ import fc from 'fast-check';
 import pino from 'pino';
 import { CapacityModel, type AdmitResult, type Limits } from '../../src/domain/capacity.ts';
 import { CapacityService } from '../../src/capacity/index.ts';
-import { capacitySummary, checkCapacityInvariants, setLimits } from '../../src/store/capacity.ts';
+import {
+  admitReservationsMany,
+  capacitySummary,
+  checkCapacityInvariants,
+  setLimits,
+} from '../../src/store/capacity.ts';
 import { openDatabase, type Database } from '../../src/store/db.ts';
 import { freshDatabase } from '../helpers/db.ts';
 
@@ -144,6 +149,99 @@ describe('capacity against the sequential model', () => {
         },
       ),
       { numRuns: 40 },
+    );
+  });
+  // One statement admits the pending requests of every idle promotion at once
+  // (promosync_capacity_admit_all): each promotion must be judged as if it were alone, with
+  // the same customer and order ids in several promotions, repeats inside the statement, and
+  // promotions that are not active or have no capacity row yet.
+  it('one statement over several promotions answers each as its own model does', async () => {
+    const PROMOTIONS = 3;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(limitsArb, { minLength: PROMOTIONS, maxLength: PROMOTIONS }),
+        fc.array(fc.boolean(), { minLength: PROMOTIONS, maxLength: PROMOTIONS }),
+        fc.array(
+          fc.oneof(
+            {
+              weight: 5,
+              arbitrary: fc.array(
+                fc.record({ promotion: fc.nat({ max: PROMOTIONS - 1 }), item: reserveItem }),
+                { minLength: 1, maxLength: 12 },
+              ),
+            },
+            { weight: 1, arbitrary: fc.integer({ min: 1, max: 20 }).map((t) => t * 10) },
+          ),
+          { minLength: 3, maxLength: 15 },
+        ),
+        async (limits, limited, steps) => {
+          const base = `m-${run++}`;
+          const ids = Array.from({ length: PROMOTIONS }, (_, i) => `${base}-${i}`);
+          // The last promotion is not active; the others have limits only where drawn.
+          await db.pool.query(
+            `INSERT INTO entity (machine, entity_id, status, last_event, key)
+             SELECT 'promotion', id, CASE WHEN n = $2 THEN 'CREATED' ELSE 'ACTIVATED' END, 'x', 1
+               FROM unnest($1::text[]) WITH ORDINALITY AS u(id, n)`,
+            [ids, PROMOTIONS],
+          );
+          const models = ids.map((id, i) => {
+            const l = limited[i] ? limits[i]! : { total: null, perCustomer: null, perWindow: null };
+            return new CapacityModel(id, l, i < PROMOTIONS - 1);
+          });
+          for (const [i, id] of ids.entries()) if (limited[i]) await setLimits(db.pool, id, limits[i]!);
+          let now = new Date(0);
+          for (const step of steps) {
+            if (typeof step === 'number') {
+              await db.pool.query(
+                `UPDATE reservation SET created_at = created_at - make_interval(secs => $2),
+                 expires_at = expires_at - make_interval(secs => $2),
+                 resolved_at = resolved_at - make_interval(secs => $2) WHERE promotion_id = ANY ($1)`,
+                [ids, step],
+              );
+              await db.pool.query(
+                'UPDATE capacity SET next_expiry = next_expiry - make_interval(secs => $2) WHERE promotion_id = ANY ($1)',
+                [ids, step],
+              );
+              now = new Date(now.getTime() + step * 1000);
+              continue;
+            }
+            const groups = ids.map((promotionId, p) => ({
+              promotionId,
+              requests: step
+                .filter((s) => s.promotion === p)
+                .map(({ item: o }) => {
+                  const i = ORDERS.indexOf(o.order);
+                  return {
+                    orderId: o.order,
+                    customerId: o.customer < 0 ? null : CUSTOMERS[o.customer]!,
+                    units: o.customer < 0 ? 1 + (i % 3) : o.units,
+                    holdSeconds: o.hold,
+                  };
+                }),
+            }));
+            const sent = groups.filter((g) => g.requests.length > 0);
+            const got = await admitReservationsMany(db.pool, sent);
+            for (const [j, g] of sent.entries()) {
+              const model = models[ids.indexOf(g.promotionId)]!;
+              const want = g.requests.map((r) => model.reserve(r, now));
+              expect(got[j]!.results.map(shape), g.promotionId).toEqual(want.map(shape));
+            }
+          }
+          // Holds past their expiry count for nothing; the sweeper (absent here) records them.
+          for (const [i, id] of ids.entries()) {
+            await db.pool.query(
+              'SELECT promosync_capacity_expire($1) FROM capacity WHERE promotion_id = $1',
+              [id],
+            );
+            const { rows } = await db.pool.query<{ used: string }>(
+              'SELECT used FROM capacity WHERE promotion_id = $1',
+              [id],
+            );
+            expect(Number(rows[0]?.used ?? 0), id).toBe(models[i]!.used(now));
+          }
+        },
+      ),
+      { numRuns: 60 },
     );
   });
 });
