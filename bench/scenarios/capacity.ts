@@ -1,4 +1,3 @@
-import http from 'node:http';
 import pg from 'pg';
 import { createKey, openDatabase, setLimits } from '../../src/store/index.ts';
 import type { BenchContext, ScenarioResult } from '../context.ts';
@@ -6,6 +5,7 @@ import { CpuMeter, percentile } from '../cpu.ts';
 import { createDatabase, uniqueQueueName } from '../db.ts';
 import { spawnBenchServer, type Child } from '../proc.ts';
 import { promosyncEnv, stopAll } from './common.ts';
+import { Connection, ConnectionPool } from '../http-client.ts';
 
 /** Concurrent HTTP clients of the closed-loop runs, and seconds each run measures. */
 const CLIENTS = 200;
@@ -17,38 +17,10 @@ interface Target {
   key: string;
 }
 
-/** One POST; resolves with status and latency in ms. */
-function post(
-  agent: http.Agent,
-  t: Target,
-  path: string,
-  body: string,
-): Promise<{ status: number; ms: number }> {
-  const t0 = performance.now();
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        agent,
-        host: '127.0.0.1',
-        port: t.port,
-        method: 'POST',
-        path,
-        headers: {
-          authorization: `Bearer ${t.key}`,
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(body),
-        },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () => resolve({ status: res.statusCode!, ms: performance.now() - t0 }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const headers = (t: Target) => ({
+  authorization: `Bearer ${t.key}`,
+  'content-type': 'application/json',
+});
 
 let orderSeq = 0;
 const body = (): string => JSON.stringify({ orderId: `o-${orderSeq++}`, units: 1 });
@@ -59,7 +31,7 @@ async function closedLoop(
   paths: (client: number) => string,
   seconds: number,
 ): Promise<{ granted: number; seconds: number; latencies: number[]; other: number }> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS });
+  const connections = Array.from({ length: CLIENTS }, () => new Connection('127.0.0.1', t.port, headers(t)));
   const latencies: number[] = [];
   let granted = 0;
   let other = 0;
@@ -67,9 +39,9 @@ async function closedLoop(
   const until = t0 + seconds * 1000;
   try {
     await Promise.all(
-      Array.from({ length: CLIENTS }, async (_, c) => {
+      connections.map(async (connection, c) => {
         while (performance.now() < until) {
-          const r = await post(agent, t, paths(c), body());
+          const r = await connection.post(paths(c), body());
           if (r.status === 201) {
             granted += 1;
             latencies.push(r.ms);
@@ -78,14 +50,14 @@ async function closedLoop(
       }),
     );
   } finally {
-    agent.destroy();
+    for (const c of connections) c.close();
   }
   return { granted, seconds: (performance.now() - t0) / 1000, latencies, other };
 }
 
 /** Open loop at a fixed rate: requests start on schedule whatever the answers do; latency of each. */
 async function openLoop(t: Target, path: string, rate: number, seconds: number): Promise<number[]> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1000 });
+  const pool = new ConnectionPool('127.0.0.1', t.port, headers(t));
   const latencies: number[] = [];
   const pending: Array<Promise<void>> = [];
   const total = Math.round(rate * seconds);
@@ -96,14 +68,14 @@ async function openLoop(t: Target, path: string, rate: number, seconds: number):
       const wait = due - performance.now();
       if (wait > 1) await new Promise((r) => setTimeout(r, wait));
       pending.push(
-        post(agent, t, path, body()).then((r) => {
+        pool.post(path, body()).then((r) => {
           if (r.status === 201) latencies.push(r.ms);
         }),
       );
     }
     await Promise.all(pending);
   } finally {
-    agent.destroy();
+    pool.close();
   }
   return latencies;
 }
@@ -212,20 +184,18 @@ export async function capacityScenarios(ctx: BenchContext): Promise<ScenarioResu
 
     // Expiry: holds of one second, then how long after expiresAt each was recorded expired.
     const exp = result('capacity-expiry', 'Hold expiry: recorded after expiresAt');
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 50 });
+    const expiring = new ConnectionPool('127.0.0.1', t.port, headers(t));
     for (let i = 0; i < 2000; i += 50) {
       await Promise.all(
         Array.from({ length: 50 }, (_, j) =>
-          post(
-            agent,
-            t,
+          expiring.post(
             '/v1/promotions/exp/reservations',
             JSON.stringify({ orderId: `e-${i + j}`, holdSeconds: 1 }),
           ),
         ),
       );
     }
-    agent.destroy();
+    expiring.close();
     await new Promise((r) => setTimeout(r, 3000));
     const c = new pg.Client({ connectionString: db.url });
     await c.connect();

@@ -9,11 +9,18 @@ export interface AdmitterOptions {
   maxBatch?: number;
   /** Admission statements in flight at once. @defaultValue `DEFAULTS.capacityMaxStatements` */
   maxStatements?: number;
+  /**
+   * Longest a request waits for company when its promotion's previous statement was large.
+   * @defaultValue 1
+   */
+  gatherMs?: number;
   /** Called after every statement with its size, its duration and the holds it expired. */
   onBatch?: (requests: number, seconds: number, expired: number) => void;
 }
 
 interface Pending {
+  /** When it arrived (performance.now()). */
+  at: number;
   request: ReserveRequest;
   resolve: (r: AdmitResult) => void;
   reject: (err: unknown) => void;
@@ -31,13 +38,21 @@ interface Group {
  * `maxStatements` statements run at once; each takes what is pending for every promotion that
  * has no statement running (one promotion is in one statement at a time, its requests in order
  * of arrival), so many quiet promotions share one statement and one commit too. A request that
- * finds a statement slot free is sent at once.
+ * finds a statement slot free is sent at once, unless its promotion's previous statement was
+ * large: then it waits until half as many have arrived, or `gatherMs` at most. Under load the
+ * answers of a large statement bring the next requests back within a moment; without the wait
+ * the first of them would go alone and cost a commit for one request, and the statements of a
+ * hot promotion would alternate between one request and all the others.
  */
 export class Admitter {
   /** Requests not yet sent, by promotion, in order of arrival. */
   private readonly pending = new Map<string, Pending[]>();
   /** Promotions with a statement running. */
   private readonly busy = new Set<string>();
+  /** Requests of each promotion's latest statement. */
+  private readonly lastBatch = new Map<string, number>();
+  private gatherTimer: NodeJS.Timeout | undefined;
+  private readonly gatherMs: number;
   private readonly running = new Set<Promise<void>>();
   private readonly maxBatch: number;
   private readonly maxStatements: number;
@@ -48,6 +63,7 @@ export class Admitter {
     private readonly opts: AdmitterOptions = {},
   ) {
     this.maxBatch = opts.maxBatch ?? 500;
+    this.gatherMs = opts.gatherMs ?? 1;
     this.maxStatements = Math.max(1, opts.maxStatements ?? DEFAULTS.capacityMaxStatements);
   }
 
@@ -56,8 +72,9 @@ export class Admitter {
     if (this.closed) return Promise.reject(new Error('admitter is closed'));
     return new Promise<AdmitResult>((resolve, reject) => {
       const lane = this.pending.get(promotionId);
-      if (lane) lane.push({ request, resolve, reject });
-      else this.pending.set(promotionId, [{ request, resolve, reject }]);
+      const p = { at: performance.now(), request, resolve, reject };
+      if (lane) lane.push(p);
+      else this.pending.set(promotionId, [p]);
       this.pump();
     });
   }
@@ -83,9 +100,13 @@ export class Admitter {
     for (const [promotionId, lane] of this.pending) {
       if (n >= this.maxBatch) break;
       if (this.busy.has(promotionId)) continue;
+      if (this.gathering(promotionId, lane)) continue;
       const batch = lane.splice(0, this.maxBatch - n);
       if (lane.length === 0) this.pending.delete(promotionId);
       this.busy.add(promotionId);
+      // Only large statements make the next requests wait; the map keeps just those.
+      if (batch.length >= 4) this.lastBatch.set(promotionId, batch.length);
+      else this.lastBatch.delete(promotionId);
       groups.push({ promotionId, batch });
       n += batch.length;
     }
@@ -93,6 +114,22 @@ export class Admitter {
     return groups.sort((a, b) =>
       a.promotionId < b.promotionId ? -1 : a.promotionId > b.promotionId ? 1 : 0,
     );
+  }
+
+  /** Whether the promotion's requests wait for more to arrive (see the class comment); arms the timer that ends the wait. */
+  private gathering(promotionId: string, lane: Pending[]): boolean {
+    const want = Math.min(this.maxBatch, (this.lastBatch.get(promotionId) ?? 0) >> 1);
+    if (this.closed || lane.length >= want) return false;
+    const until = lane[0]!.at + this.gatherMs;
+    const wait = until - performance.now();
+    if (wait <= 0) return false;
+    if (!this.gatherTimer) {
+      this.gatherTimer = setTimeout(() => {
+        this.gatherTimer = undefined;
+        this.pump();
+      }, wait);
+    }
+    return true;
   }
 
   private async run(groups: Group[]): Promise<void> {
@@ -128,6 +165,9 @@ export class Admitter {
   /** Waits for every pending request to be answered; new ones are refused. */
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.gatherTimer);
+    this.gatherTimer = undefined;
+    this.pump();
     while (this.running.size > 0) await Promise.allSettled([...this.running]);
   }
 }
