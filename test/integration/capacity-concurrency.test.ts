@@ -158,4 +158,35 @@ describe('capacity under concurrent checkout', () => {
       await admitter.close();
     }
   });
+  it('after a large statement the next requests wait for company, a bounded while, and close answers them', async () => {
+    await pushPromotion(h.request, 'gather', ['activate']);
+    const sizes: number[] = [];
+    // A wait long enough to observe; the default is 1 ms.
+    const admitter = new Admitter(h.service.db.pool, { gatherMs: 300, onBatch: (n) => sizes.push(n) });
+    const req = (orderId: string) => ({ orderId, customerId: null, units: 1, holdSeconds: 60 });
+    try {
+      // One alone, then 20 while it runs: they go together.
+      await Promise.all(Array.from({ length: 21 }, (_, i) => admitter.reserve('gather', req(`g-${i}`))));
+      expect(sizes).toEqual([1, 20]);
+      // The previous statement had 20: 10 arrivals are enough to go before the wait ends...
+      await Promise.all(Array.from({ length: 10 }, (_, i) => admitter.reserve('gather', req(`h-${i}`))));
+      expect(sizes).toEqual([1, 20, 10]);
+      // ...and fewer go when the wait is over, together.
+      const three = Array.from({ length: 3 }, (_, i) => admitter.reserve('gather', req(`i-${i}`)));
+      expect(sizes).toEqual([1, 20, 10]);
+      expect((await Promise.all(three)).map((a) => a.kind)).toEqual(['granted', 'granted', 'granted']);
+      expect(sizes).toEqual([1, 20, 10, 3]);
+      // Waiting requests are answered before close returns.
+      await Promise.all(Array.from({ length: 20 }, (_, i) => admitter.reserve('gather', req(`j-${i}`))));
+      let answered = 0;
+      const waiting = Array.from({ length: 2 }, (_, i) =>
+        admitter.reserve('gather', req(`k-${i}`)).then(() => (answered += 1)),
+      );
+      await admitter.close();
+      expect(answered).toBe(2);
+      await Promise.all(waiting);
+    } finally {
+      await admitter.close();
+    }
+  });
 });
