@@ -135,12 +135,16 @@ export async function capacityScenarios(ctx: BenchContext): Promise<ScenarioResu
 
     const cpu = (): CpuMeter =>
       new CpuMeter(s.serverUrl, db.name, undefined, () => ({ [server.name]: server.pid }));
+    // Each phase starts from a vacuumed table: the previous phase's 100k+ new reservations
+    // otherwise bring autovacuum into the middle of the next one, on the same two cores.
+    const settle = () => store.pool.query('VACUUM ANALYZE reservation, capacity, bench_capacity');
     const measure = async (
       id: string,
       name: string,
       paths: (c: number) => string,
     ): Promise<ScenarioResult> => {
       const r = result(id, name);
+      await settle();
       const meter = cpu();
       await meter.start();
       const run = await closedLoop(t, paths, SECONDS);
@@ -165,6 +169,7 @@ export async function capacityScenarios(ctx: BenchContext): Promise<ScenarioResu
 
     const half = result('capacity-half-peak', 'Reservations at half of promosync’s peak, open loop');
     const rate = Math.max(1, Math.round(promosync.rate / 2));
+    await settle();
     const lat = await openLoop(t, hot(), rate, 8);
     half.count = lat.length;
     half.seconds = 8;
