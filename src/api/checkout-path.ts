@@ -42,8 +42,8 @@ export function checkoutPath(deps: CheckoutPathDeps): (req: IncomingMessage, res
         res.setHeader('Retry-After', String(refused.retryAfter));
         throw refused.problem;
       }
+      // In the route's order: key, body, then whether the key sees promotions, then the fields.
       const principal = await principalFor(deps.verify, req.headers.authorization, CHECKOUT_ROLES);
-      if (!mayReserve(principal)) throw new PromosyncError('not_found', `no promotion ${id}`);
       const text = await readBody(req, length);
       let raw: unknown;
       try {
@@ -53,6 +53,7 @@ export function checkoutPath(deps: CheckoutPathDeps): (req: IncomingMessage, res
           problems: [{ path: '(body)', message: (err as Error).message }],
         });
       }
+      if (!mayReserve(principal)) throw new PromosyncError('not_found', `no promotion ${id}`);
       const { status, body } = await reserveAnswer(deps.capacity, id, raw);
       const json = JSON.stringify(body);
       res.statusCode = status;
@@ -90,7 +91,14 @@ export function readBody(req: IncomingMessage, length: number): Promise<string> 
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('error', reject);
+    // A client that goes away mid-body is a bad request, not a server error.
+    req.on('error', (err) =>
+      reject(
+        new PromosyncError('invalid_request', 'the body could not be read', {
+          problems: [{ path: '(body)', message: err.message }],
+        }),
+      ),
+    );
     req.on('end', () => {
       const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
       resolve(buf.toString('utf8'));

@@ -101,8 +101,7 @@ export function rateCheck(
  * Per-key rate limiting: a request over the limit gets 429 `rate_limited` with `Retry-After`
  * (seconds), before its body is read or its key looked up.
  */
-export function rateLimit(check: ReturnType<typeof rateCheck>): RequestHandler {
-  if (!check) return (_req, _res, next) => next();
+export function rateLimit(check: NonNullable<ReturnType<typeof rateCheck>>): RequestHandler {
   return async (req, res, next) => {
     const refused = await check(req);
     if (!refused) return next();
