@@ -134,10 +134,13 @@ export function checkTargets(results: ScenarioResult[]): TargetCheck[] {
 /**
  * The figures a result is shown against: batched ingest against both ceilings, single-event
  * jobs against the no-op worker, a pgbench-driven design against its Node-driven twin, the
- * write set against the raw batched upsert, the other designs against SYNC1.
+ * write set against the raw batched upsert, promosync's reservations against the reference
+ * endpoint, the other designs against SYNC1.
  */
 function referencesOf(id: string): string[] {
   if (id.startsWith('rest-')) return ['ceiling', 'write-set'];
+  if (id === 'capacity-promosync' || id === 'capacity-100') return ['capacity-reference'];
+  if (id.startsWith('capacity-')) return [];
   if (id.startsWith('queue-')) return ['queue-noop'];
   if (id.endsWith('-pgbench')) return [id.slice(0, -'-pgbench'.length)];
   if (id === 'write-set') return ['ceiling'];
@@ -151,7 +154,8 @@ export function tableRatios(results: ScenarioResult[]): Ratio[] {
     if (r.error) continue;
     for (const refId of referencesOf(r.id)) {
       const ref = byId(results, refId);
-      if (ref && ref !== r) out.push({ design: r.id, reference: ref.id, ratio: r.rate / ref.rate });
+      if (ref && ref !== r && Number.isFinite(r.rate / ref.rate))
+        out.push({ design: r.id, reference: ref.id, ratio: r.rate / ref.rate });
     }
   }
   return out;
