@@ -10,7 +10,7 @@ import pino from 'pino';
 import { machines } from '../machines/index.ts';
 import { createListener, ApiServer } from '../src/api/index.ts';
 import { principalFor } from '../src/api/auth.ts';
-import { readBody } from '../src/api/checkout-path.ts';
+import { pathWithId, readBody } from '../src/api/checkout-path.ts';
 import { CHECKOUT_ROLES } from '../src/api/routes/capacity.ts';
 import { CapacityService } from '../src/capacity/index.ts';
 import { loadConfig } from '../src/config.ts';
@@ -49,7 +49,7 @@ const app = createListener({
 
 // Served the way the checkout path serves promosync's reservations: node's HTTP server, the
 // product's key check (principalFor, the cached keys), the body read plainly.
-const REFERENCE_PATH = /^\/reference\/([A-Za-z0-9._:-]{1,128})\/reservations$/;
+const REFERENCE_PATH = pathWithId('/reference/', '/reservations');
 const reference = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
   const answer = (status: number, body: unknown) => {
     const json = JSON.stringify(body);

@@ -4,15 +4,18 @@ import type { CapacityService } from '../capacity/index.ts';
 import type { Metrics } from '../observability/index.ts';
 import { principalFor, type KeyVerifier } from './auth.ts';
 import { mayReserve } from './capacity-auth.ts';
-import { writeProblem, type ProblemReporter } from './problem.ts';
+import { invalidJson, writeProblem, type ProblemReporter } from './problem.ts';
 import type { RateRefusal } from './rate-limit.ts';
 import { BODY_LIMIT, CHECKOUT_ROLES, RESERVATIONS_ROUTE, reserveAnswer } from './routes/capacity.ts';
 import { SECURITY_HEADERS } from './security-headers.ts';
 
+/** A path of `prefix`, one id (ID_PATTERN, captured), then `suffix`, nothing else. */
+export function pathWithId(prefix: string, suffix: string): RegExp {
+  return new RegExp(`^${prefix}(${ID_PATTERN.source.replace(/^\^|\$$/g, '')})${suffix}$`);
+}
+
 /** `POST /v1/promotions/{id}/reservations` written plainly: no escapes, slashes or query. */
-const RESERVE_PATH = new RegExp(
-  `^/v1/promotions/(${ID_PATTERN.source.replace(/^\^|\$$/g, '')})/reservations$`,
-);
+const RESERVE_PATH = pathWithId('/v1/promotions/', '/reservations');
 const PLAIN_JSON = /^application\/json(?:\s*;\s*charset=utf-8)?$/i;
 
 export interface CheckoutPathDeps {
@@ -49,9 +52,7 @@ export function checkoutPath(deps: CheckoutPathDeps): (req: IncomingMessage, res
       try {
         raw = JSON.parse(text);
       } catch (err) {
-        throw new PromosyncError('invalid_json', 'the body is not valid JSON', {
-          problems: [{ path: '(body)', message: (err as Error).message }],
-        });
+        throw invalidJson((err as Error).message);
       }
       if (!mayReserve(principal)) throw new PromosyncError('not_found', `no promotion ${id}`);
       const { status, body } = await reserveAnswer(deps.capacity, id, raw);

@@ -76,6 +76,13 @@ export function sendProblem(res: Response, err: PromosyncError): void {
   writeProblem(res, err, res.req.originalUrl);
 }
 
+/** The problem of a body that does not parse as JSON; `reason` is the parser's message. */
+export function invalidJson(reason: string): PromosyncError {
+  return new PromosyncError('invalid_json', 'the body is not valid JSON', {
+    problems: [{ path: '(body)', message: reason }],
+  });
+}
+
 interface BodyParserError {
   type?: string;
   status?: number;
@@ -93,9 +100,7 @@ export function problemReporter(logger: Logger): ProblemReporter {
     const bp = err as BodyParserError;
     if (err instanceof PromosyncError) problem = err;
     else if (bp?.type === 'entity.parse.failed') {
-      problem = new PromosyncError('invalid_json', 'the body is not valid JSON', {
-        problems: [{ path: '(body)', message: (err as Error).message }],
-      });
+      problem = invalidJson((err as Error).message);
     } else if (bp?.type === 'entity.too.large') {
       const limit = (err as { limit?: number }).limit;
       problem = new PromosyncError('payload_too_large', 'the body is larger than this server accepts', {

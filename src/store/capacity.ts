@@ -71,18 +71,6 @@ export interface AdmitBatch {
   expired: number;
 }
 
-/**
- * Admits reservation requests for one promotion with one statement: one lock of its capacity
- * row, requests taken in order while every limit holds. Committed when it returns.
- */
-export async function admitReservations(
-  pool: Pool,
-  promotionId: string,
-  requests: ReserveRequest[],
-): Promise<AdmitBatch> {
-  return (await admitReservationsMany(pool, [{ promotionId, requests }]))[0]!;
-}
-
 /** The requests of one promotion in a statement that admits several. */
 export interface PromotionRequests {
   promotionId: string;
