@@ -41,7 +41,9 @@ DECLARE
   s_active BOOLEAN[];
   s_expired BIGINT[];
   s_changed BOOLEAN[];
-  -- Per (promotion, customer) slot: units held or confirmed.
+  -- Per (promotion, customer) slot: the promotion, the customer, and units held or confirmed.
+  c_promotion TEXT[];
+  c_customer TEXT[];
   c_used BIGINT[];
   -- Per request: the stored reservation of its order, if there is one.
   pr_found BOOLEAN[];
@@ -92,8 +94,9 @@ BEGIN
     SELECT b.i, dense_rank() OVER (ORDER BY b.p)::INTEGER AS pslot,
            min(b.i) OVER (PARTITION BY b.p, b.o)::INTEGER AS first, cs.slot AS cslot
       FROM b LEFT JOIN cs ON cs.p = b.p AND cs.c = b.c)
-  SELECT array_agg(r.pslot ORDER BY r.i), array_agg(r.first ORDER BY r.i), array_agg(r.cslot ORDER BY r.i)
-    INTO q_pslot, q_first, q_cslot FROM r;
+  SELECT array_agg(r.pslot ORDER BY r.i), array_agg(r.first ORDER BY r.i), array_agg(r.cslot ORDER BY r.i),
+         (SELECT array_agg(cs.p ORDER BY cs.slot) FROM cs), (SELECT array_agg(cs.c ORDER BY cs.slot) FROM cs)
+    INTO q_pslot, q_first, q_cslot, c_promotion, c_customer FROM r;
   SELECT array_agg(d.p ORDER BY d.p) INTO v_promos
     FROM (SELECT DISTINCT x COLLATE "C" AS p FROM unnest(p_promotions) AS x) d;
   v_np := array_length(v_promos, 1);
@@ -140,16 +143,10 @@ BEGIN
 
   -- Units each customer of the batch holds or has confirmed, where the promotion counts them.
   IF EXISTS (SELECT 1 FROM unnest(s_cust_max) m WHERE m IS NOT NULL) THEN
-    WITH b AS (
-      SELECT x.p COLLATE "C" AS p, x.c COLLATE "C" AS c
-        FROM unnest(p_promotions, p_customers) AS x(p, c) WHERE x.c IS NOT NULL),
-    cs AS (
-      SELECT d.p, d.c, dense_rank() OVER (ORDER BY d.p, d.c)::INTEGER AS slot
-        FROM (SELECT DISTINCT b.p, b.c FROM b) d)
     SELECT array_agg((SELECT coalesce(sum(r."units"), 0) FROM "reservation" r
-                       WHERE r."promotion_id" = cs.p AND r."customer_id" = cs.c
-                         AND r."status" IN ('held', 'confirmed')) ORDER BY cs.slot)
-      INTO c_used FROM cs;
+                       WHERE r."promotion_id" = x.p AND r."customer_id" = x.c
+                         AND r."status" IN ('held', 'confirmed')) ORDER BY x.slot)
+      INTO c_used FROM unnest(c_promotion, c_customer) WITH ORDINALITY AS x(p, c, slot);
   END IF;
 
   -- The orders that already have a reservation.
