@@ -10,7 +10,7 @@ export interface AdmitterOptions {
   /** Admission statements in flight at once. @defaultValue `DEFAULTS.capacityMaxStatements` */
   maxStatements?: number;
   /**
-   * Longest a request waits for company when its promotion's previous statement was large.
+   * Longest a request waits for company after large statements were answered.
    * @defaultValue 1
    */
   gatherMs?: number;
@@ -37,20 +37,24 @@ interface Group {
  * lock once per batch instead of once per request, and batches grow with load. At most
  * `maxStatements` statements run at once; each takes what is pending for every promotion that
  * has no statement running (one promotion is in one statement at a time, its requests in order
- * of arrival), so many quiet promotions share one statement and one commit too. A request that
- * finds a statement slot free is sent at once, unless its promotion's previous statement was
- * large: then it waits until half as many have arrived, or `gatherMs` at most. Under load the
- * answers of a large statement bring the next requests back within a moment; without the wait
- * the first of them would go alone and cost a commit for one request, and the statements of a
- * hot promotion would alternate between one request and all the others.
+ * of arrival), so many quiet promotions share one statement and one commit too.
+ *
+ * A request that finds a statement slot free is sent at once, unless large statements were
+ * answered a moment ago: under load their answers bring the next requests back within a moment,
+ * and without a wait the first of them would go alone, cost a commit for one request, and leave
+ * the others to the next statement (the statements would then alternate between one request and
+ * all the others). So the answers of a statement of N ≥ 4 requests add N to the requests
+ * expected, each statement started takes what it sends from them, and a statement starts only
+ * once half of those expected are pending, or the oldest pending request has waited `gatherMs`;
+ * a wait that runs out clears the expectation.
  */
 export class Admitter {
   /** Requests not yet sent, by promotion, in order of arrival. */
   private readonly pending = new Map<string, Pending[]>();
   /** Promotions with a statement running. */
   private readonly busy = new Set<string>();
-  /** Requests of each promotion's latest statement. */
-  private readonly lastBatch = new Map<string, number>();
+  /** Requests expected soon: answered by large statements, not yet matched by requests sent. */
+  private expected = 0;
   private gatherTimer: NodeJS.Timeout | undefined;
   private readonly gatherMs: number;
   private readonly running = new Set<Promise<void>>();
@@ -95,34 +99,47 @@ export class Admitter {
 
   /** Up to `maxBatch` pending requests of idle promotions, grouped by promotion, sorted by id. */
   private take(): Group[] {
+    if (this.gathering()) return [];
     const groups: Group[] = [];
     let n = 0;
     for (const [promotionId, lane] of this.pending) {
       if (n >= this.maxBatch) break;
       if (this.busy.has(promotionId)) continue;
-      if (this.gathering(promotionId, lane)) continue;
       const batch = lane.splice(0, this.maxBatch - n);
       if (lane.length === 0) this.pending.delete(promotionId);
       this.busy.add(promotionId);
-      // Only large statements make the next requests wait; the map keeps just those.
-      if (batch.length >= 4) this.lastBatch.set(promotionId, batch.length);
-      else this.lastBatch.delete(promotionId);
       groups.push({ promotionId, batch });
       n += batch.length;
     }
+    this.expected = Math.max(0, this.expected - n);
     // One order of capacity row locks for every statement: two cannot wait for each other.
     return groups.sort((a, b) =>
       a.promotionId < b.promotionId ? -1 : a.promotionId > b.promotionId ? 1 : 0,
     );
   }
 
-  /** Whether the promotion's requests wait for more to arrive (see the class comment); arms the timer that ends the wait. */
-  private gathering(promotionId: string, lane: Pending[]): boolean {
-    const want = Math.min(this.maxBatch, (this.lastBatch.get(promotionId) ?? 0) >> 1);
-    if (this.closed || lane.length >= want) return false;
-    const until = lane[0]!.at + this.gatherMs;
-    const wait = until - performance.now();
-    if (wait <= 0) return false;
+  /**
+   * Whether the requests that could be sent wait for more to arrive (see the class comment);
+   * arms the timer that ends the wait.
+   */
+  private gathering(): boolean {
+    if (this.closed || this.expected < 2) return false;
+    const want = Math.min(this.maxBatch, this.expected >> 1);
+    let ready = 0;
+    let oldest = Infinity;
+    for (const [promotionId, lane] of this.pending) {
+      if (this.busy.has(promotionId)) continue;
+      ready += lane.length;
+      oldest = Math.min(oldest, lane[0]!.at);
+      if (ready >= want) return false;
+    }
+    if (ready === 0) return false;
+    const wait = oldest + this.gatherMs - performance.now();
+    if (wait <= 0) {
+      // Fewer came than expected: send what is here and expect nothing more.
+      this.expected = 0;
+      return false;
+    }
     if (!this.gatherTimer) {
       this.gatherTimer = setTimeout(() => {
         this.gatherTimer = undefined;
@@ -139,6 +156,9 @@ export class Admitter {
       const requests = groups.reduce((s, g) => s + g.batch.length, 0);
       const expired = batches.reduce((s, b) => s + b.expired, 0);
       this.opts.onBatch?.(requests, (performance.now() - t0) / 1000, expired);
+      // Only large statements make the next requests wait (see the class comment).
+      if (requests >= 4)
+        this.expected = Math.min(this.expected + requests, this.maxBatch * this.maxStatements);
       groups.forEach((g, i) => g.batch.forEach((p, j) => p.resolve(batches[i]!.results[j]!)));
     } catch (err) {
       // The statement's outcome is unknown to the callers: they retry with the same order ids,

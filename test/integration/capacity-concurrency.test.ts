@@ -189,4 +189,31 @@ describe('capacity under concurrent checkout', () => {
       await admitter.close();
     }
   });
+  it('after a large statement over many promotions, the next requests over other promotions go together', async () => {
+    const ids = Array.from({ length: 10 }, (_, i) => `spread-${i}`);
+    for (const id of ids) await pushPromotion(h.request, id, ['activate']);
+    const sizes: number[] = [];
+    // One statement at a time, so that what goes together is decided by the wait alone.
+    const admitter = new Admitter(h.service.db.pool, {
+      gatherMs: 300,
+      maxStatements: 1,
+      onBatch: (n) => sizes.push(n),
+    });
+    const req = (orderId: string) => ({ orderId, customerId: null, units: 1, holdSeconds: 60 });
+    try {
+      // One alone, then 20 over the 10 promotions while it runs: they go together.
+      await Promise.all([
+        admitter.reserve(ids[0]!, req('s-first')),
+        ...Array.from({ length: 20 }, (_, i) => admitter.reserve(ids[i % 10]!, req(`s-${i}`))),
+      ]);
+      expect(sizes).toEqual([1, 20]);
+      // One request per promotion: none of them had a large statement of its own, yet the
+      // first does not go alone; the ten share one statement.
+      const answers = await Promise.all(ids.map((id) => admitter.reserve(id, req('t-1'))));
+      expect(answers.map((a) => a.kind)).toEqual(Array(10).fill('granted'));
+      expect(sizes).toEqual([1, 20, 10]);
+    } finally {
+      await admitter.close();
+    }
+  });
 });
