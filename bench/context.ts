@@ -69,6 +69,11 @@ export interface ScenarioResult {
   cpu?: CpuReport;
   /** Worker processes' apply statements aborted and run again (promosync_apply_retries_total). */
   retries?: number;
+  /**
+   * What the median of several rounds is taken by: the rate (the default), or the p99 latency
+   * for a scenario whose rate is fixed and whose figure is its latency.
+   */
+  medianBy?: 'rate' | 'p99';
   /** Anything the reader needs to judge the figure. */
   notes: string[];
   /** Set when the run failed; the rate is then not a figure. */

@@ -16,7 +16,8 @@ export class Connection {
   private readonly socket: net.Socket;
   private buffer = '';
   private pending: { resolve: (a: Answer) => void; reject: (e: Error) => void; t0: number } | null = null;
-  private readonly ready: Promise<void>;
+  /** Settles once the connection is open (or failed to open). */
+  readonly ready: Promise<void>;
   private closedWith: Error | null = null;
 
   constructor(
@@ -83,27 +84,47 @@ export class Connection {
   }
 }
 
-/** Connections to one server, opened as needed and reused; for open-loop load. */
+/**
+ * Connections to one server, reused: at most `max` of them, opened as needed (or up front with
+ * `open`); a request that finds all of them busy waits for one, as in a load generator with a
+ * fixed number of connections.
+ */
 export class ConnectionPool {
   private readonly idle: Connection[] = [];
   private readonly all: Connection[] = [];
+  private readonly waiting: Array<(c: Connection) => void> = [];
 
   constructor(
     private readonly host: string,
     private readonly port: number,
     private readonly headers: Record<string, string>,
+    private readonly max = Infinity,
   ) {}
 
+  /** Opens connections until there are `n`, and waits until they are connected. */
+  async open(n: number): Promise<void> {
+    const opened: Connection[] = [];
+    while (this.all.length < Math.min(n, this.max)) opened.push(this.connect());
+    await Promise.all(opened.map((c) => c.ready));
+    this.idle.push(...opened);
+  }
+
   async post(path: string, body: string): Promise<Answer> {
-    const c = this.idle.pop() ?? this.open();
+    const c =
+      this.idle.pop() ??
+      (this.all.length < this.max
+        ? this.connect()
+        : await new Promise<Connection>((resolve) => this.waiting.push(resolve)));
     try {
       return await c.post(path, body);
     } finally {
-      if (c.alive) this.idle.push(c);
+      const next = this.waiting.shift();
+      if (next) next(c.alive ? c : this.connect());
+      else if (c.alive) this.idle.push(c);
     }
   }
 
-  private open(): Connection {
+  private connect(): Connection {
     const c = new Connection(this.host, this.port, this.headers);
     this.all.push(c);
     return c;

@@ -120,20 +120,22 @@ async function serverVersions(s: BenchSettings): Promise<Record<string, string>>
 
 /**
  * The run that stands for a scenario: any failed run (a failure is never averaged away),
- * else the median by rate, noting the spread of all runs.
+ * else the median by rate (or by p99, for a scenario that says so), noting the spread of all runs.
  */
-function medianRun(all: ScenarioResult[], rounds: number): ScenarioResult {
+export function medianRun(all: ScenarioResult[], rounds: number): ScenarioResult {
   const failed = all.find((r) => r.error);
   if (failed || all.length === 1) return failed ?? all[0]!;
-  const sorted = [...all].sort((a, b) => a.rate - b.rate);
+  const byP99 = all[0]!.medianBy === 'p99';
+  const value = (r: ScenarioResult): number => (byP99 ? (r.latency?.p99 ?? Infinity) : r.rate);
+  const sorted = [...all].sort((a, b) => value(a) - value(b));
   const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
   const k = (v: number): string => `${(v / 1000).toFixed(1)}k`;
+  const spread = byP99
+    ? `p99 ${all.map((r) => (r.latency ? r.latency.p99.toFixed(1) : '—')).join(', ')} ms`
+    : `${all.map((r) => k(r.rate)).join(', ')} ${median.unit}`;
   return {
     ...median,
-    notes: [
-      ...median.notes,
-      `median of ${rounds} rounds; all rounds: ${all.map((r) => k(r.rate)).join(', ')} ${median.unit}`,
-    ],
+    notes: [...median.notes, `median of ${rounds} rounds${byP99 ? ' by p99' : ''}; all rounds: ${spread}`],
   };
 }
 
