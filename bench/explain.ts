@@ -2,8 +2,10 @@
 // workload is applied first (so the batch meets existing rows, stale events and duplicates),
 // then the next batch is explained inside a transaction that is rolled back.
 //
-//   npx tsx bench/explain.ts [--batch 2000] [--events 40000] [--by-cte]
+//   npx tsx bench/explain.ts [--batch 2000] [--events 40000] [--by-cte] [--setup <sql>]
 //
+// --setup runs SQL on the new database before anything is applied: a schema change to weigh
+// (an index dropped, a fillfactor) against the same batches without it.
 // --by-cte prints, instead of the plan, each CTE's own time: every node's time minus its
 // children's, summed over the nodes of that CTE (a CTE's scans count nothing: the CTE's nodes
 // carry its work), as the median of three runs on the same batch.
@@ -55,6 +57,7 @@ const { values } = parseArgs({
     events: { type: 'string' },
     runs: { type: 'string' },
     'by-cte': { type: 'boolean' },
+    setup: { type: 'string' },
   },
 });
 const batchSize = Number(values.batch ?? 2000);
@@ -72,6 +75,7 @@ const db = await createDatabase(serverUrl);
 // One connection, so its backend's CPU time can be read from /proc.
 const store = openDatabase(db.url, 1);
 try {
+  if (values.setup) await store.pool.query(values.setup);
   const applier = new Applier(store.pool, registry, pino({ level: 'silent' }));
   const half = Math.floor(batches.length / 2);
   const { rows: pid } = await store.pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
