@@ -135,11 +135,12 @@ export function checkTargets(results: ScenarioResult[]): TargetCheck[] {
  * The figures a result is shown against: batched ingest against both ceilings, single-event
  * jobs against the no-op worker, a pgbench-driven design against its Node-driven twin, the
  * write set against the raw batched upsert, promosync's reservations against the reference
- * endpoint, the other designs against SYNC1.
+ * endpoint and the in-memory Lua endpoint, the other designs against SYNC1.
  */
 function referencesOf(id: string): string[] {
   if (id.startsWith('rest-')) return ['ceiling', 'write-set'];
-  if (id === 'capacity-promosync' || id === 'capacity-100') return ['capacity-reference'];
+  if (id === 'capacity-promosync' || id === 'capacity-100') return ['capacity-reference', 'capacity-lua'];
+  if (id === 'capacity-lua') return ['capacity-reference'];
   if (id.startsWith('capacity-')) return [];
   if (id.startsWith('queue-')) return ['queue-noop'];
   if (id.endsWith('-pgbench')) return [id.slice(0, -'-pgbench'.length)];

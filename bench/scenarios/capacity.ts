@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { createKey, openDatabase, setLimits } from '../../src/store/index.ts';
 import type { BenchContext, ScenarioResult } from '../context.ts';
@@ -106,6 +107,7 @@ export async function capacityScenarios(ctx: BenchContext): Promise<ScenarioResu
   const db = await createDatabase(s.serverUrl);
   const store = openDatabase(db.url, 4);
   const children: Child[] = [];
+  let redis: Redis | undefined;
   const results: ScenarioResult[] = [];
   const result = (id: string, name: string): ScenarioResult => ({
     id,
@@ -141,8 +143,11 @@ export async function capacityScenarios(ctx: BenchContext): Promise<ScenarioResu
     await closedLoop(t, hot, 2);
     await closedLoop(t, ref, 2);
 
+    // Redis serves only the in-memory design's phase; its CPU is counted in every phase.
+    redis = new Redis(s.redisUrl, { lazyConnect: true });
+    await redis.connect();
     const cpu = (): CpuMeter =>
-      new CpuMeter(s.serverUrl, db.name, undefined, () => ({ [server.name]: server.pid }));
+      new CpuMeter(s.serverUrl, db.name, redis, () => ({ [server.name]: server.pid }));
     // Each phase starts from a vacuumed table: the previous phase's 100k+ new reservations
     // otherwise bring autovacuum into the middle of the next one, on the same two cores.
     const settle = () => store.pool.query('VACUUM ANALYZE reservation, capacity, bench_capacity');
@@ -174,6 +179,24 @@ export async function capacityScenarios(ctx: BenchContext): Promise<ScenarioResu
       ref,
     );
     results.push(promosync, reference);
+
+    // The in-memory design through the same HTTP stack: a Lua script per request on one Redis
+    // hash (bench/capacity-server.ts), with nothing durable behind it.
+    const luaId = `hot-${db.name.slice(-10)}`;
+    const luaKey = `bench:cap:{${luaId}}`;
+    try {
+      await redis.hset(luaKey, { max: 1_000_000_000, used: 0 });
+      await closedLoop(t, () => `/lua/${luaId}/reservations`, 2);
+      const lua = await measure(
+        'capacity-lua',
+        'Reservations, one hot promotion (in memory: Redis Lua script per request)',
+        () => `/lua/${luaId}/reservations`,
+      );
+      lua.notes.push('no durability: the shared Redis, without persistence; for its speed only');
+      results.push(lua);
+    } finally {
+      await redis.unlink(luaKey);
+    }
 
     const half = result('capacity-half-peak', 'Reservations at half of promosync’s peak, open loop');
     half.medianBy = 'p99';
@@ -238,6 +261,7 @@ export async function capacityScenarios(ctx: BenchContext): Promise<ScenarioResu
     r.error = err instanceof Error ? err.message : String(err);
     results.push(r);
   } finally {
+    redis?.disconnect();
     await stopAll(children);
     await store.close();
     await db.drop();
