@@ -118,6 +118,8 @@ export class ConnectionPool {
     try {
       return await c.post(path, body);
     } finally {
+      // A closed connection leaves the pool, so that it no longer counts against `max`.
+      if (!c.alive) this.all.splice(this.all.indexOf(c), 1);
       const next = this.waiting.shift();
       if (next) next(c.alive ? c : this.connect());
       else if (c.alive) this.idle.push(c);

@@ -184,13 +184,14 @@ export async function capacityScenarios(ctx: BenchContext): Promise<ScenarioResu
     // hash (bench/capacity-server.ts), with nothing durable behind it.
     const luaId = `hot-${db.name.slice(-10)}`;
     const luaKey = `bench:cap:{${luaId}}`;
+    const luaPath = () => `/lua/${luaId}/reservations`;
     try {
       await redis.hset(luaKey, { max: 1_000_000_000, used: 0 });
-      await closedLoop(t, () => `/lua/${luaId}/reservations`, 2);
+      await closedLoop(t, luaPath, 2);
       const lua = await measure(
         'capacity-lua',
         'Reservations, one hot promotion (in memory: Redis Lua script per request)',
-        () => `/lua/${luaId}/reservations`,
+        luaPath,
       );
       lua.notes.push('no durability: the shared Redis, without persistence; for its speed only');
       results.push(lua);
