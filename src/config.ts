@@ -51,9 +51,10 @@ export const DEFAULTS = Object.freeze({
   /** `KEY_CACHE_TTL_MS`: longest an API process trusts a verified key without reading it again (0: no cache). */
   keyCacheTtlMs: 10_000,
   /**
-   * `CAPACITY_MAX_STATEMENTS`: admission statements one API process runs at once. Two keep one
-   * statement committing while the next is sent, and make few large statements instead of many
-   * small ones when requests are spread over many promotions (docs/performance.md#capacity).
+   * `CAPACITY_MAX_STATEMENTS`: admission statements one API process runs at once at most. A
+   * second starts only beside a statement that takes longer than usual (a lock wait, a slow
+   * commit), so that it does not hold up the other promotions; otherwise one statement at a time
+   * makes the largest statements (docs/capacity.md#group-commit-on-the-hot-row).
    */
   capacityMaxStatements: 2,
 });

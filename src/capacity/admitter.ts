@@ -47,6 +47,14 @@ interface Group {
  * expected, each statement started takes what it sends from them, and a statement starts only
  * once half of those expected are pending, or the oldest pending request has waited `gatherMs`;
  * a wait that runs out clears the expectation.
+ *
+ * A statement starts beside a running one only once that one has run twice as long as
+ * statements usually take (a moving average, at least 1 ms): one statement at a time makes the
+ * largest statements when requests are spread over many promotions (two at once split them in
+ * halves, each paying the per-promotion work for about one request), while a statement that
+ * waits — for a row lock another API process holds, for a slow commit — does not hold up the
+ * other promotions longer than that. When a statement's answer arrives, the next one is sent
+ * before its callers are answered, so Postgres runs it while the answers are written.
  */
 export class Admitter {
   /** Requests not yet sent, by promotion, in order of arrival. */
@@ -57,7 +65,11 @@ export class Admitter {
   private expected = 0;
   private gatherTimer: NodeJS.Timeout | undefined;
   private readonly gatherMs: number;
-  private readonly running = new Set<Promise<void>>();
+  /** Statements running, with when each started (performance.now()). */
+  private readonly running = new Map<Promise<void>, number>();
+  /** Moving average of statement durations, in ms. */
+  private usualMs = 0;
+  private stallTimer: NodeJS.Timeout | undefined;
   private readonly maxBatch: number;
   private readonly maxStatements: number;
   private closed = false;
@@ -83,18 +95,41 @@ export class Admitter {
     });
   }
 
-  /** Starts statements while slots are free and something is pending for an idle promotion. */
+  /**
+   * Starts statements while slots are free and something is pending for an idle promotion; a
+   * statement beside a running one only once that one has run longer than usual (see the class
+   * comment).
+   */
   private pump(): void {
     while (this.running.size < this.maxStatements) {
+      if (this.waitingForStall()) return;
       const groups = this.take();
       if (groups.length === 0) return;
-      const run = this.run(groups).finally(() => {
+      const run: Promise<void> = this.run(groups, () => {
         this.running.delete(run);
         for (const g of groups) this.busy.delete(g.promotionId);
         this.pump();
       });
-      this.running.add(run);
+      this.running.set(run, performance.now());
     }
+  }
+
+  /**
+   * Whether a statement is running and has not yet run twice its usual time (at least 1 ms);
+   * arms the timer that looks again when it will have.
+   */
+  private waitingForStall(): boolean {
+    if (this.running.size === 0 || this.closed) return false;
+    const newest = Math.max(...this.running.values());
+    const wait = newest + Math.max(1, 2 * this.usualMs) - performance.now();
+    if (wait <= 0) return false;
+    if (!this.stallTimer && this.pending.size > 0) {
+      this.stallTimer = setTimeout(() => {
+        this.stallTimer = undefined;
+        this.pump();
+      }, wait);
+    }
+    return true;
   }
 
   /** Up to `maxBatch` pending requests of idle promotions, grouped by promotion, sorted by id. */
@@ -149,22 +184,33 @@ export class Admitter {
     return true;
   }
 
-  private async run(groups: Group[]): Promise<void> {
+  /**
+   * Runs one statement. `done` frees its promotions and starts what is pending before any caller
+   * is answered: the next statement then runs in Postgres while this one's answers are written,
+   * instead of after them.
+   */
+  private async run(groups: Group[], done: () => void): Promise<void> {
     const t0 = performance.now();
+    let batches: AdmitBatch[];
     try {
-      const batches = await this.admit(groups);
-      const requests = groups.reduce((s, g) => s + g.batch.length, 0);
-      const expired = batches.reduce((s, b) => s + b.expired, 0);
-      this.opts.onBatch?.(requests, (performance.now() - t0) / 1000, expired);
-      // Only large statements make the next requests wait (see the class comment).
-      if (requests >= 4)
-        this.expected = Math.min(this.expected + requests, this.maxBatch * this.maxStatements);
-      groups.forEach((g, i) => g.batch.forEach((p, j) => p.resolve(batches[i]!.results[j]!)));
+      batches = await this.admit(groups);
     } catch (err) {
+      done();
       // The statement's outcome is unknown to the callers: they retry with the same order ids,
       // which is safe because a committed order answers as a replay.
       for (const g of groups) for (const p of g.batch) p.reject(err);
+      return;
     }
+    const requests = groups.reduce((s, g) => s + g.batch.length, 0);
+    const ms = performance.now() - t0;
+    this.usualMs = this.usualMs === 0 ? ms : 0.8 * this.usualMs + 0.2 * ms;
+    // Only large statements make the next requests wait (see the class comment).
+    if (requests >= 4)
+      this.expected = Math.min(this.expected + requests, this.maxBatch * this.maxStatements);
+    done();
+    groups.forEach((g, i) => g.batch.forEach((p, j) => p.resolve(batches[i]!.results[j]!)));
+    const expired = batches.reduce((s, b) => s + b.expired, 0);
+    this.opts.onBatch?.(requests, ms / 1000, expired);
   }
 
   private async admit(groups: Group[]): Promise<AdmitBatch[]> {
@@ -187,7 +233,9 @@ export class Admitter {
     this.closed = true;
     clearTimeout(this.gatherTimer);
     this.gatherTimer = undefined;
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
     this.pump();
-    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+    while (this.running.size > 0) await Promise.allSettled([...this.running.keys()]);
   }
 }

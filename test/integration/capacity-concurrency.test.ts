@@ -216,4 +216,61 @@ describe('capacity under concurrent checkout', () => {
       await admitter.close();
     }
   });
+
+  it('a statement beside a running one waits until that one takes longer than usual, then goes', async () => {
+    const ids = ['ov-a', 'ov-b', 'ov-c'];
+    for (const id of ids) {
+      await pushPromotion(h.request, id, ['activate']);
+      await setLimits(h.service.db.pool, id, { total: 100 });
+    }
+    const sizes: number[] = [];
+    const admitter = new Admitter(h.service.db.pool, { onBatch: (n) => sizes.push(n) });
+    const req = (orderId: string) => ({ orderId, customerId: null, units: 1, holdSeconds: 60 });
+    const blocker = await h.service.db.pool.connect();
+    try {
+      // Statements of the usual length.
+      for (let i = 0; i < 5; i++) await admitter.reserve('ov-a', req(`w-${i}`));
+      // ov-a's row is held by another transaction: its next statement waits for it.
+      await blocker.query('BEGIN');
+      await blocker.query(`SELECT 1 FROM capacity WHERE promotion_id = 'ov-a' FOR UPDATE`);
+      const started = sizes.length;
+      let aAnswered = false;
+      const a = admitter.reserve('ov-a', req('a-1')).then((r) => ((aAnswered = true), r));
+      // Not sent beside it at once: they wait, and go together once ov-a's statement is late.
+      const others = await Promise.all([admitter.reserve('ov-b', req('b-1')), admitter.reserve('ov-c', req('c-1'))]);
+      expect(others.map((r) => r.kind)).toEqual(['granted', 'granted']);
+      expect(aAnswered).toBe(false);
+      expect(sizes.slice(started)).toEqual([2]);
+      await blocker.query('COMMIT');
+      expect((await a).kind).toBe('granted');
+      expect(sizes.slice(started)).toEqual([2, 1]);
+    } finally {
+      await blocker.query('ROLLBACK').catch(() => {});
+      blocker.release();
+      await admitter.close();
+    }
+  });
+
+  it('the next statement is sent before the answers of the one before are handled', async () => {
+    await pushPromotion(h.request, 'pipe', ['activate']);
+    const log: string[] = [];
+    const pool = h.service.db.pool;
+    // The pool as the admitter sees it, noting each statement sent.
+    const noting = {
+      query: (...args: Parameters<typeof pool.query>) => {
+        log.push('statement');
+        return (pool.query as (...a: unknown[]) => unknown)(...args);
+      },
+    } as unknown as typeof pool;
+    const admitter = new Admitter(noting, { maxStatements: 1 });
+    const req = (orderId: string) => ({ orderId, customerId: null, units: 1, holdSeconds: 60 });
+    try {
+      const first = admitter.reserve('pipe', req('p-1')).then(() => log.push('first answered'));
+      const second = admitter.reserve('pipe', req('p-2')).then(() => log.push('second answered'));
+      await Promise.all([first, second]);
+      expect(log).toEqual(['statement', 'statement', 'first answered', 'second answered']);
+    } finally {
+      await admitter.close();
+    }
+  });
 });
