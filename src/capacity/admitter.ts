@@ -205,8 +205,7 @@ export class Admitter {
     const ms = performance.now() - t0;
     this.usualMs = this.usualMs === 0 ? ms : 0.8 * this.usualMs + 0.2 * ms;
     // Only large statements make the next requests wait (see the class comment).
-    if (requests >= 4)
-      this.expected = Math.min(this.expected + requests, this.maxBatch * this.maxStatements);
+    if (requests >= 4) this.expected = Math.min(this.expected + requests, this.maxBatch * this.maxStatements);
     done();
     groups.forEach((g, i) => g.batch.forEach((p, j) => p.resolve(batches[i]!.results[j]!)));
     const expired = batches.reduce((s, b) => s + b.expired, 0);

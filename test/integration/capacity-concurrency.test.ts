@@ -237,7 +237,10 @@ describe('capacity under concurrent checkout', () => {
       let aAnswered = false;
       const a = admitter.reserve('ov-a', req('a-1')).then((r) => ((aAnswered = true), r));
       // Not sent beside it at once: they wait, and go together once ov-a's statement is late.
-      const others = await Promise.all([admitter.reserve('ov-b', req('b-1')), admitter.reserve('ov-c', req('c-1'))]);
+      const others = await Promise.all([
+        admitter.reserve('ov-b', req('b-1')),
+        admitter.reserve('ov-c', req('c-1')),
+      ]);
       expect(others.map((r) => r.kind)).toEqual(['granted', 'granted']);
       expect(aAnswered).toBe(false);
       expect(sizes.slice(started)).toEqual([2]);
