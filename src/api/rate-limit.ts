@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { RequestHandler } from 'express';
 import type { RedisConnection } from '../queue/index.ts';
@@ -35,7 +35,7 @@ export interface RateLimitOptions {
 export function rateLimitKey(req: IncomingMessage): string {
   const header = req.headers.authorization;
   const m = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
-  if (m) return `k:${createHash('sha256').update(m[1]!).digest('base64url').slice(0, 32)}`;
+  if (m) return `k:${hash('sha256', m[1]!, 'base64url').slice(0, 32)}`;
   return `ip:${req.socket.remoteAddress ?? 'unknown'}`;
 }
 

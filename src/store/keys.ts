@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { isReservedSource, PromosyncError, reservedSourceMessage } from '../domain/index.ts';
 import type { PrismaClient } from './db.ts';
 
@@ -34,7 +34,7 @@ export interface KeyRecord extends Principal {
 }
 
 /** The secret's SHA-256, as stored; what every check compares in constant time. */
-export const secretDigest = (secret: string): Buffer => createHash('sha256').update(secret).digest();
+export const secretDigest = (secret: string): Buffer => hash('sha256', secret, 'buffer');
 
 /**
  * The NOTIFY channel on which every change of an `api_key` row is announced with the key's id
