@@ -63,13 +63,14 @@ export class Admitter {
   private readonly busy = new Set<string>();
   /** Requests expected soon: answered by large statements, not yet matched by requests sent. */
   private expected = 0;
-  private gatherTimer: NodeJS.Timeout | undefined;
   private readonly gatherMs: number;
   /** Statements running, with when each started (performance.now()). */
   private readonly running = new Map<Promise<void>, number>();
   /** Moving average of statement durations, in ms. */
   private usualMs = 0;
-  private stallTimer: NodeJS.Timeout | undefined;
+  /** The one timer that pumps again when a wait (for company, for a late statement) ends. */
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private wakeAt = Infinity;
   private readonly maxBatch: number;
   private readonly maxStatements: number;
   private closed = false;
@@ -120,16 +121,25 @@ export class Admitter {
    */
   private waitingForStall(): boolean {
     if (this.running.size === 0 || this.closed) return false;
-    const newest = Math.max(...this.running.values());
+    let newest = 0;
+    for (const startedAt of this.running.values()) newest = Math.max(newest, startedAt);
     const wait = newest + Math.max(1, 2 * this.usualMs) - performance.now();
     if (wait <= 0) return false;
-    if (!this.stallTimer && this.pending.size > 0) {
-      this.stallTimer = setTimeout(() => {
-        this.stallTimer = undefined;
-        this.pump();
-      }, wait);
-    }
+    if (this.pending.size > 0) this.wake(wait);
     return true;
+  }
+
+  /** Pumps again in `ms`, unless a wake is already due sooner. */
+  private wake(ms: number): void {
+    const at = performance.now() + ms;
+    if (this.wakeTimer && this.wakeAt <= at) return;
+    clearTimeout(this.wakeTimer);
+    this.wakeAt = at;
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = undefined;
+      this.wakeAt = Infinity;
+      this.pump();
+    }, ms);
   }
 
   /** Up to `maxBatch` pending requests of idle promotions, grouped by promotion, sorted by id. */
@@ -175,12 +185,7 @@ export class Admitter {
       this.expected = 0;
       return false;
     }
-    if (!this.gatherTimer) {
-      this.gatherTimer = setTimeout(() => {
-        this.gatherTimer = undefined;
-        this.pump();
-      }, wait);
-    }
+    this.wake(wait);
     return true;
   }
 
@@ -230,10 +235,8 @@ export class Admitter {
   /** Waits for every pending request to be answered; new ones are refused. */
   async close(): Promise<void> {
     this.closed = true;
-    clearTimeout(this.gatherTimer);
-    this.gatherTimer = undefined;
-    clearTimeout(this.stallTimer);
-    this.stallTimer = undefined;
+    clearTimeout(this.wakeTimer);
+    this.wakeTimer = undefined;
     this.pump();
     while (this.running.size > 0) await Promise.allSettled([...this.running.keys()]);
   }

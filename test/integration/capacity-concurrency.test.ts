@@ -6,6 +6,9 @@ import { checkCapacityInvariants, setLimits } from '../../src/store/capacity.ts'
 import { Admitter } from '../../src/capacity/admitter.ts';
 import { expectCapacityInvariants, postStatus, pushPromotion } from '../helpers/capacity.ts';
 
+/** A reservation request without a customer, held for a minute. */
+const req = (orderId: string, units = 1) => ({ orderId, customerId: null, units, holdSeconds: 60 });
+
 describe('capacity under concurrent checkout', () => {
   let h: Harness;
   let key: string;
@@ -125,7 +128,6 @@ describe('capacity under concurrent checkout', () => {
       maxStatements: 1,
       onBatch: (n) => sizes.push(n),
     });
-    const req = (orderId: string, units = 1) => ({ orderId, customerId: null, units, holdSeconds: 60 });
     try {
       // The first request goes alone; the rest wait for the one statement slot and go together.
       const answers = await Promise.all([
@@ -163,7 +165,6 @@ describe('capacity under concurrent checkout', () => {
     const sizes: number[] = [];
     // A wait long enough to observe; the default is 1 ms.
     const admitter = new Admitter(h.service.db.pool, { gatherMs: 300, onBatch: (n) => sizes.push(n) });
-    const req = (orderId: string) => ({ orderId, customerId: null, units: 1, holdSeconds: 60 });
     try {
       // One alone, then 20 while it runs: they go together.
       await Promise.all(Array.from({ length: 21 }, (_, i) => admitter.reserve('gather', req(`g-${i}`))));
@@ -199,7 +200,6 @@ describe('capacity under concurrent checkout', () => {
       maxStatements: 1,
       onBatch: (n) => sizes.push(n),
     });
-    const req = (orderId: string) => ({ orderId, customerId: null, units: 1, holdSeconds: 60 });
     try {
       // One alone, then 20 over the 10 promotions while it runs: they go together.
       await Promise.all([
@@ -225,7 +225,6 @@ describe('capacity under concurrent checkout', () => {
     }
     const sizes: number[] = [];
     const admitter = new Admitter(h.service.db.pool, { onBatch: (n) => sizes.push(n) });
-    const req = (orderId: string) => ({ orderId, customerId: null, units: 1, holdSeconds: 60 });
     const blocker = await h.service.db.pool.connect();
     try {
       // Statements of the usual length.
@@ -266,7 +265,6 @@ describe('capacity under concurrent checkout', () => {
       },
     } as unknown as typeof pool;
     const admitter = new Admitter(noting, { maxStatements: 1 });
-    const req = (orderId: string) => ({ orderId, customerId: null, units: 1, holdSeconds: 60 });
     try {
       const first = admitter.reserve('pipe', req('p-1')).then(() => log.push('first answered'));
       const second = admitter.reserve('pipe', req('p-2')).then(() => log.push('second answered'));
