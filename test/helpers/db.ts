@@ -35,6 +35,18 @@ export async function freshDatabase(
   };
 }
 
+/**
+ * A pool on a test database. `end()` resolves before its connections have closed, so the
+ * `DROP DATABASE … WITH (FORCE)` that follows can terminate one of them first; the pool would
+ * re-emit that idle client's error and, with no listener, fail the run after its tests passed.
+ * Errors of queries still reach their callers.
+ */
+export function testPool(url: string, max?: number): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, ...(max !== undefined ? { max } : {}) });
+  pool.on('error', () => {});
+  return pool;
+}
+
 /** A queue name no other test uses. */
 export function uniqueQueueName(prefix = 'test'): string {
   return `${prefix}-${randomBytes(5).toString('hex')}`;

@@ -3,7 +3,7 @@ import pg from 'pg';
 import pino from 'pino';
 import type { MachineRegistry } from '../../src/domain/registry.ts';
 import { Applier } from '../../src/store/apply.ts';
-import { freshDatabase } from './db.ts';
+import { freshDatabase, testPool } from './db.ts';
 
 /** A fresh database with a pool and an applier of a registry on it. */
 export interface TestStore {
@@ -23,7 +23,7 @@ export function useStore(registry: MachineRegistry, poolSize = 2): TestStore {
   beforeAll(async () => {
     const db = await freshDatabase();
     drop = db.drop;
-    const pool = new pg.Pool({ connectionString: db.url, max: poolSize });
+    const pool = testPool(db.url, poolSize);
     Object.assign(store, {
       url: db.url,
       pool,

@@ -9,7 +9,7 @@ import type { EventInput } from '../../src/domain/event-schema.ts';
 import { PromosyncError } from '../../src/domain/errors.ts';
 import { mayActFor } from '../../src/domain/ownership.ts';
 import { machines } from '../../machines/index.ts';
-import { freshDatabase } from '../helpers/db.ts';
+import { freshDatabase, testPool } from '../helpers/db.ts';
 import { applyInOrder, comparable } from '../helpers/expected.ts';
 import { deliveryArb, historyArb, renamed } from '../helpers/histories.ts';
 
@@ -76,7 +76,7 @@ describe('the apply statement against Postgres', () => {
 
   beforeAll(async () => {
     db = await freshDatabase();
-    pool = new pg.Pool({ connectionString: db.url, max: 4 });
+    pool = testPool(db.url, 4);
     applier = new Applier(pool, registry, logger);
   });
   afterAll(async () => {
@@ -559,7 +559,7 @@ describe('the apply statement against Postgres', () => {
 
   describe('concurrent appliers', () => {
     it('two appliers on separate pools applying overlapping batches at once converge to the model', async () => {
-      const poolB = new pg.Pool({ connectionString: db.url, max: 4 });
+      const poolB = testPool(db.url, 4);
       const applierB = new Applier(poolB, registry, logger);
       let round = 0;
       try {
@@ -636,7 +636,7 @@ describe('the apply statement against Postgres', () => {
      * retries both reported.
      */
     async function raceOnNewEntities(prefix: string, locks: number[]): Promise<string[]> {
-      const poolB = new pg.Pool({ connectionString: db.url, max: 4 });
+      const poolB = testPool(db.url, 4);
       const retries: string[] = [];
       const applierA = new Applier(pool, registry, logger, (reason) => retries.push(reason));
       const applierB = new Applier(poolB, registry, logger, (reason) => retries.push(reason));

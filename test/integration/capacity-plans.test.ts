@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freshDatabase } from '../helpers/db.ts';
+import { freshDatabase, testPool } from '../helpers/db.ts';
 import { admitReservationsMany, setLimits } from '../../src/store/capacity.ts';
 
 /**
@@ -16,8 +16,8 @@ describe('admission plans', () => {
 
   beforeAll(async () => {
     db = await freshDatabase();
-    admin = new pg.Pool({ connectionString: db.url, max: 1 });
-    session = new pg.Pool({ connectionString: db.url, max: 1 });
+    admin = testPool(db.url, 1);
+    session = testPool(db.url, 1);
   });
   afterAll(async () => {
     await session?.end();

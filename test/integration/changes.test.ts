@@ -10,6 +10,7 @@ import { machines } from '../../machines/index.ts';
 import { useHarness } from '../helpers/harness.ts';
 import { promo } from '../helpers/events.ts';
 import { sleep } from '../helpers/load.ts';
+import { testPool } from '../helpers/db.ts';
 
 /** Following changes with changesSince: nothing a late commit writes is skipped (docs/design.md#changes). */
 
@@ -33,7 +34,7 @@ describe('following changes', () => {
   let applier: Applier;
 
   beforeAll(async () => {
-    pool = new pg.Pool({ connectionString: h.databaseUrl, max: 6 });
+    pool = testPool(h.databaseUrl, 6);
     applier = new Applier(pool, registry, logger);
   });
   afterAll(async () => {

@@ -2,13 +2,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
 import pino from 'pino';
 import { createWebSocketReceiver, type StatelyInspectionEvent } from '@statelyai/inspect';
 import { machines } from '../../machines/index.ts';
 import { MachineRegistry } from '../../src/domain/index.ts';
 import { Applier, syncMachineDefs } from '../../src/store/index.ts';
-import { freshDatabase } from '../helpers/db.ts';
+import { freshDatabase, testPool } from '../helpers/db.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -56,7 +55,7 @@ describe('promosync inspect', () => {
 
   beforeAll(async () => {
     db = await freshDatabase();
-    const pool = new pg.Pool({ connectionString: db.url });
+    const pool = testPool(db.url);
     const registry = MachineRegistry.from(machines);
     await syncMachineDefs(pool, registry);
     const applier = new Applier(pool, registry, pino({ level: 'silent' }));

@@ -7,7 +7,7 @@ import { MachineRegistry } from '../../src/domain/registry.ts';
 import { ownerOf } from '../../src/domain/rebuild.ts';
 import { Applier } from '../../src/store/apply.ts';
 import { migrate } from '../../src/store/migrate.ts';
-import { ADMIN_URL } from '../helpers/db.ts';
+import { ADMIN_URL, testPool } from '../helpers/db.ts';
 
 const registry = MachineRegistry.from(machines);
 
@@ -27,7 +27,7 @@ describe('the owner of equal keys does not depend on the database collation', ()
     const u = new URL(ADMIN_URL);
     u.pathname = `/${name}`;
     await migrate(u.toString());
-    pool = new pg.Pool({ connectionString: u.toString(), max: 1 });
+    pool = testPool(u.toString(), 1);
   });
   afterAll(async () => {
     await pool?.end();

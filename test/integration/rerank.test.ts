@@ -12,7 +12,7 @@ import {
   type EventInput,
 } from '../../src/domain/index.ts';
 import { Applier, syncMachineDefs } from '../../src/store/index.ts';
-import { freshDatabase } from '../helpers/db.ts';
+import { freshDatabase, testPool } from '../helpers/db.ts';
 
 const logger = pino({ level: 'silent' });
 
@@ -158,7 +158,7 @@ describe('re-ranking stored rows when a machine changes', () => {
 
   beforeEach(async () => {
     db = await freshDatabase();
-    pool = new pg.Pool({ connectionString: db.url, max: 4 });
+    pool = testPool(db.url, 4);
     pools.push(pool);
     expect(await syncMachineDefs(pool, v1)).toEqual([
       { machine: 'promotion', status: 'new', rows: 0 },
@@ -314,7 +314,7 @@ describe('re-ranking stored rows when a machine changes', () => {
   });
 
   it('two processes starting at once re-rank once', async () => {
-    const other = new pg.Pool({ connectionString: db.url, max: 2 });
+    const other = testPool(db.url, 2);
     pools.push(other);
     const reports = await Promise.all([syncMachineDefs(pool, v2), syncMachineDefs(other, v2)]);
     const statuses = reports.map((r) => r.find((s) => s.machine === 'promotion')!.status).sort();

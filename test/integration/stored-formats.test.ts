@@ -25,7 +25,7 @@ import {
 } from '../../src/domain/index.ts';
 import { MAX_RANK } from '../../src/domain/ranking.ts';
 import { Applier } from '../../src/store/apply.ts';
-import { freshDatabase } from '../helpers/db.ts';
+import { freshDatabase, testPool } from '../helpers/db.ts';
 
 // The ordering key and the fields column are written and read both in TypeScript and in SQL.
 // Each side is built from one codec; these tests run the two sides against each other in
@@ -35,7 +35,7 @@ describe('stored formats: TypeScript and SQL agree', () => {
   let pool: pg.Pool;
   beforeAll(async () => {
     db = await freshDatabase();
-    pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    pool = testPool(db.url, 2);
   });
   afterAll(async () => {
     await pool?.end();

@@ -12,6 +12,7 @@ import { useHarness } from '../helpers/harness.ts';
 import { promo } from '../helpers/events.ts';
 import { sleep } from '../helpers/load.ts';
 import { openSse, type SseStream } from '../helpers/sse.ts';
+import { testPool } from '../helpers/db.ts';
 
 /** The watch stream: Server-Sent Events of a collection's changes (docs/design.md#changes). */
 
@@ -33,7 +34,7 @@ describe('watching a collection', () => {
   const streams: SseStream[] = [];
 
   beforeAll(async () => {
-    pool = new pg.Pool({ connectionString: h.databaseUrl, max: 4 });
+    pool = testPool(h.databaseUrl, 4);
     applier = new Applier(pool, registry, logger);
   });
   afterAll(async () => {

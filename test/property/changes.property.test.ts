@@ -10,6 +10,7 @@ import { machines } from '../../machines/index.ts';
 import { useHarness } from '../helpers/harness.ts';
 import { deliveryArb, historyArb, renamed } from '../helpers/histories.ts';
 import { openSse, type SseStream } from '../helpers/sse.ts';
+import { testPool } from '../helpers/db.ts';
 
 /**
  * Followers miss nothing: while several appliers on their own connections commit random
@@ -49,7 +50,7 @@ describe('following changes under concurrent appliers', () => {
 
   beforeAll(async () => {
     for (let i = 0; i < APPLIERS; i++) {
-      const pool = new pg.Pool({ connectionString: h.databaseUrl, max: 2 });
+      const pool = testPool(h.databaseUrl, 2);
       pools.push(pool);
       appliers.push(new Applier(pool, registry, logger));
     }
