@@ -79,9 +79,14 @@ function statementFailed(err: unknown): boolean {
  * off for long analytical queries, never for this statement: its estimates over CTEs can look
  * large enough to trigger it, and compiling then costs seconds per batch. Merge joins would
  * sort the batch's rows on text keys where hashing them is cheaper: the statement's inputs are
- * in memory and not in that order.
+ * in memory and not in that order. The statement is planned for each batch's own arrays: after
+ * five runs Postgres may settle on a generic plan, made for arrays of unknown length, whenever
+ * its estimate looks cheaper than the plans of the first batches; that plan cost 3–6× the
+ * Postgres CPU per event at every batch size measured, 50 to 5000 events (docs/performance.md).
+ * Planning for each batch (4–5 ms) is what every run before such a switch pays anyway.
  */
-export const APPLY_BEGIN = 'BEGIN; SET LOCAL jit = off; SET LOCAL enable_mergejoin = off';
+export const APPLY_BEGIN =
+  'BEGIN; SET LOCAL jit = off; SET LOCAL enable_mergejoin = off; SET LOCAL plan_cache_mode = force_custom_plan';
 
 /** The first key of the transaction-level advisory locks a worker's statements take (the second is the lock). */
 export const APPLY_LOCK_SPACE = 0x7073_0001;
