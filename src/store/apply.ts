@@ -1,4 +1,4 @@
-import type { Pool, PoolClient, QueryResult } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import type { Logger } from 'pino';
 import { contentHash, type MachineRegistry, type Outcome } from '../domain/index.ts';
 import { APPLY_SQL, applyParams, CONCURRENT, machinesParam, type BatchEvent } from './apply-sql.ts';
@@ -83,22 +83,6 @@ function statementFailed(err: unknown): boolean {
  */
 export const APPLY_BEGIN = 'BEGIN; SET LOCAL jit = off; SET LOCAL enable_mergejoin = off';
 
-/**
- * Read in the same round trip as the transaction's start: the size of the entity table, which
- * decides when the statement is planned again (see {@link Applier}).
- */
-const ENTITY_BYTES = `SELECT pg_relation_size('entity')::float8 AS bytes`;
-
-/**
- * A plan made while the entity table was smaller than this is not kept once the table has
- * doubled (see {@link Applier}). From this size on, the planner estimates a lookup through the
- * other indexes at more than ten entries against one through the primary key.
- */
-const REPLAN_BELOW_BYTES = 1024 * 1024;
-
-/** Numbers the apply statement's names: each preparation on a connection gets a new one. */
-let statementSeq = 0;
-
 /** The first key of the transaction-level advisory locks a worker's statements take (the second is the lock). */
 export const APPLY_LOCK_SPACE = 0x7073_0001;
 
@@ -111,31 +95,12 @@ export function applyBegin(locks: readonly number[]): string {
   return take.length === 0 ? APPLY_BEGIN : `${APPLY_BEGIN}; SELECT ${take.join(', ')}`;
 }
 
-/** The name a connection's apply statement is prepared under, and the entity table's size then. */
-interface Prepared {
-  name: string;
-  bytes: number;
-}
-
 /**
  * Applies a batch of events in one atomic statement (see {@link APPLY_SQL}), retrying on
  * deadlocks, serialization failures and concurrent creation. Results are in input order.
  */
 export class Applier {
   private readonly param: string;
-  /**
-   * Per connection, its prepared apply statement. Postgres plans a prepared statement for each
-   * run five times, then may keep one generic plan for the connection's life. A generic plan
-   * made while the entity table is nearly empty cannot tell its primary key from the other
-   * indexes that start with `machine` (every lookup looks like one row either way), and may
-   * look rows up through one of those or read the table whole; as the table grows, each batch
-   * then reads all of it (docs/performance.md). Statistics would invalidate such a plan, but
-   * nothing guarantees that autovacuum analyses the table soon. So while the statement was last
-   * prepared on a table under {@link REPLAN_BELOW_BYTES}, it is prepared again, under a new
-   * name, once the table has doubled: a handful of preparations while a new database fills,
-   * none after.
-   */
-  private readonly prepared = new WeakMap<PoolClient, Prepared>();
 
   constructor(
     private readonly pool: Pool,
@@ -193,28 +158,13 @@ export class Applier {
   }
 
   /**
-   * The name of `client`'s apply statement, when the entity table has `bytes`: the one it has,
-   * or a new one (the old one deallocated) if it was prepared on a small table that has
-   * doubled since.
-   */
-  private async statementName(client: PoolClient, bytes: number): Promise<string> {
-    const p = this.prepared.get(client);
-    if (p && (p.bytes >= REPLAN_BELOW_BYTES || bytes <= 2 * p.bytes)) return p.name;
-    const name = `promosync_apply_${++statementSeq}`;
-    this.prepared.set(client, { name, bytes });
-    // The old name is never used again on this connection.
-    if (p) await client.query(`DEALLOCATE ${p.name}`);
-    return name;
-  }
-
-  /**
    * `locks`: advisory locks to take first, sorted (the worker's lane and partitions, see
    * `applyLocks` in src/queue/worker.ts); none for a caller that applies alone.
    */
   async apply(batch: BatchEvent[], locks: readonly number[] = []): Promise<AppliedEvent[]> {
     if (batch.length === 0) return [];
     const values = applyParams(batch, this.param);
-    const begin = `${applyBegin(locks)}; ${ENTITY_BYTES}`;
+    const begin = applyBegin(locks);
     // One connection for every attempt. pool.query drops its connection on any error, so
     // each retry after a conflict would pay for a new backend and prepare the statement again.
     const client = await this.pool.connect();
@@ -231,9 +181,8 @@ export class Applier {
         try {
           // Open from here: if taking a lock fails, the transaction must still be rolled back.
           open = true;
-          const opened = (await client.query(begin)) as unknown as QueryResult<{ bytes: number }>[];
-          const name = await this.statementName(client, opened.at(-1)!.rows[0]!.bytes);
-          const res = await client.query<ApplyRow>({ name, text: APPLY_SQL, values });
+          await client.query(begin);
+          const res = await client.query<ApplyRow>({ name: 'promosync_apply', text: APPLY_SQL, values });
           const out = res.rows.map((r): AppliedEvent => ({
             outcome: r.outcome,
             anomaly: r.anomaly,
